@@ -1,0 +1,8 @@
+"""Anomaly scorers and their registry. Importing this package registers the built-ins."""
+
+from models.base import (Calibration, InputSpec, Scorer, get_scorer, get_scorer_class,
+                         list_scorers, load_scorer, register_scorer)
+from models import frame_diff  # noqa: F401  (registers "frame-diff")
+
+__all__ = ["Calibration", "InputSpec", "Scorer", "get_scorer", "get_scorer_class",
+           "list_scorers", "load_scorer", "register_scorer"]

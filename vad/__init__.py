@@ -1,0 +1,3 @@
+"""vad: video anomaly surveillance pipeline."""
+
+__version__ = "0.1.0"
