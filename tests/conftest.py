@@ -1,0 +1,46 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PED2 = SHARED / "data" / "ped2"
+
+
+@pytest.fixture(scope="session")
+def ped2_dir() -> Path:
+    """The real UCSD Ped2 benchmark beside the repo; tests that need it skip without it."""
+    if not (PED2 / "test_labels.csv").is_file():
+        pytest.skip(f"UCSD Ped2 not found at {PED2} (../shared/data/ped2 beside the repo)")
+    return PED2
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
+    """Write (T, H, W) or (T, H, W, 3) uint8 frames as an H.264 mp4 with PyAV."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "18"}
+        for image in frames:
+            fmt = "gray" if image.ndim == 2 else "bgr24"
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def moving_square(n: int = 20, size: tuple[int, int] = (64, 96), side: int = 12,
+                  speed: int = 3) -> np.ndarray:
+    """A bright square moving left to right on a dark textured background."""
+    rng = np.random.default_rng(0)
+    background = rng.integers(20, 60, size=size, dtype=np.uint8)
+    frames = np.repeat(background[None], n, axis=0)
+    top = size[0] // 2 - side // 2
+    for t in range(n):
+        left = 4 + speed * t
+        frames[t, top:top + side, left:left + side] = 220
+    return frames
