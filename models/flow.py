@@ -20,9 +20,7 @@ FLOW_METHODS = (*(f"dis-{p}" for p in DIS_PRESETS), "farneback")
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """A grayscale frame as uint8: float frames are taken to be in [0, 1]."""
-    if image.ndim != 2:
-        raise VadError(f"optical flow needs grayscale HxW frames, got shape {image.shape}")
+    """An image as uint8: float images are taken to be in [0, 1]."""
     if image.dtype == np.uint8:
         return image
     return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -39,6 +37,9 @@ class DenseFlow:
                      if method.startswith("dis-") else None)
 
     def __call__(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
+        if previous.ndim != 2 or previous.shape != current.shape:
+            raise VadError(f"optical flow needs two grayscale frames of one size, got shapes "
+                           f"{previous.shape} and {current.shape}")
         previous, current = to_uint8(previous), to_uint8(current)
         if self._dis is not None:
             return self._dis.calc(previous, current, None)

@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 from models.base import Calibration, InputSpec, Scorer, register_scorer
-from models.flow import DenseFlow, flow_magnitude, flow_masked_frame
+from models.flow import DenseFlow, flow_magnitude, flow_masked_frame, to_uint8
 from models.motion_text import MotionDescription, describe_motion
 from streams.sources import Source
 from streams.windows import preprocess
 from vad.errors import VadError
 from vad.scoring import iter_clips, progress_frames
-from vad.types import Clip, ScoreResult
+from vad.types import Clip, Frame, ScoreResult
 
 
 @dataclass(frozen=True)
@@ -184,9 +184,16 @@ class MotionScorer(Scorer):
         return len(self.bank) > 0
 
     # -- features -----------------------------------------------------------------------
-    def features(self, frames: np.ndarray) -> tuple[CellFeatures, np.ndarray]:
-        """Cell features of frames[1:] (each against its predecessor) and their flows."""
+    def features(self, frames: np.ndarray, steps: np.ndarray | None = None,
+                 ) -> tuple[CellFeatures, np.ndarray]:
+        """Cell features of frames[1:] (each against its predecessor) and their flows.
+
+        `steps` (T-1,) are frame-index gaps between the frames: flows are divided by them so
+        that speeds stay in pixels per source frame when frames are sampled sparsely.
+        """
         flows = self.flow.sequence(frames)
+        if steps is not None:
+            flows = flows / np.asarray(steps, np.float32).reshape(-1, 1, 1, 1)
         parts = [frame_features(frame, flow, self.config) for frame, flow in zip(frames[1:], flows)]
         return CellFeatures(*(np.stack(p) for p in zip(*parts))), flows
 
@@ -269,16 +276,25 @@ class MotionScorer(Scorer):
         self.calibration = Calibration.from_scores(scores.reshape(len(scores), -1).max(1))
 
     # -- descriptions ---------------------------------------------------------------------
-    def describe_motion(self, frames: np.ndarray) -> MotionDescription | None:
-        """The most unusual moving blob of a frame range, or None when nothing moves."""
+    def describe_motion(self, frames: np.ndarray | Sequence[Frame]) -> MotionDescription | None:
+        """The most unusual moving blob of a frame range, or None when nothing moves.
+
+        `frames`: consecutive images (T, H, W) or (T, H, W, 3) (BGR; uint8 or float in [0, 1]),
+        or `Frame`s of one camera, possibly sampled: their index gaps scale the flow.
+        """
         if len(frames) < 2:
             raise VadError(f"motion: describing needs at least 2 frames, got {len(frames)}")
-        gray = np.stack([preprocess(f, self.config.size, grayscale=True) for f in frames])
-        cells, flows = self.features(gray)
+        steps = None
+        if not isinstance(frames, np.ndarray):
+            steps = np.maximum(np.diff([frame.index for frame in frames]), 1)
+            frames = [frame.image for frame in frames]
+        gray = np.stack([preprocess(to_uint8(np.asarray(f)), self.config.size, grayscale=True)
+                         for f in frames])
+        cells, flows = self.features(gray, steps)
         return describe_motion(flows, self.cell_scores(cells), self.normal_speed, self.config)
 
-    def describe(self, frames: np.ndarray) -> str:
-        """A short factual sentence on what moves unusually in `frames` ((T, H, W[, 3]))."""
+    def describe(self, frames: np.ndarray | Sequence[Frame]) -> str:
+        """A short factual sentence on what moves unusually in `frames` (see describe_motion)."""
         description = self.describe_motion(frames)
         return description.text if description is not None else "no unusual motion"
 

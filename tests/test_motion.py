@@ -8,6 +8,7 @@ from models.motion_text import direction_name, region_name
 from streams.sources import VideoFileSource
 from vad.errors import VadError
 from vad.scoring import score_source
+from vad.types import Frame
 
 SIZE = (64, 96)
 TINY = dict(size=SIZE, block=8, bank_size=400, consistency_dim=4)
@@ -76,6 +77,9 @@ def test_description_names_direction_and_region(fitted):
     assert description.speed_ratio > 2
     text = scorer.describe(frames)
     assert "right to left" in text and "lower-" in text and "faster than usual" in text
+    # The same clip as float frames or as the pipeline's Frame objects reads the same.
+    assert scorer.describe(frames.astype(np.float32) / 255) == text
+    assert scorer.describe([Frame("cam", i, i / 10, image) for i, image in enumerate(frames)]) == text
 
 
 def test_still_frames_are_described_as_no_unusual_motion(fitted):
