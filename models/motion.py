@@ -1,19 +1,20 @@
 """Hawk-style motion-aware scorer: appearance and motion branches per grid cell, k-NN density.
 
 Every frame is cut into 16-pixel blocks; a cell is a 2x2-block window (32 px, stride 16).
-Two hand-crafted branches describe each cell (chosen over small CNNs by measurement on Ped2,
-see docs/motion.md):
+Two hand-crafted branches describe each cell (closed-form fits only, so that fitting takes
+minutes on a CPU; each feature choice was measured on Ped2, see docs/motion.md):
 
 * appearance branch: a histogram of gradient orientations of the frame (what is there);
-* motion branch: a speed x direction histogram of the optical flow plus a gradient histogram
-  of Hawk's flow-masked frame (what moves, how fast, which way, how big).
+* motion branch: a speed x direction histogram of the optical flow (how fast, which way, how
+  much of the cell moves) plus a gradient histogram of Hawk's flow-masked frame (what moves).
 
-Fitting on normal video keeps a random memory bank of moving cells (the density model AI-VAD
-uses) and fits the cross-branch consistency in closed form: canonical correlation projections
-of the two branches, the linear maps that minimise the mean `1 - cosine` between the
-branches' compressed features under a whitening constraint (which prevents the collapse a
-free cosine objective would find). A cell's anomaly is its k-NN distance to the bank plus the
-consistency error; the frame's score is the largest cell anomaly.
+Fitting on normal video keeps a random memory bank of moving cells' motion-aware vectors
+(motion branch + cell position; the density model AI-VAD uses) and fits the cross-branch
+consistency in closed form: canonical correlation projections of the two branches, the linear
+maps that minimise the mean `1 - cosine` between the branches' compressed features under a
+whitening constraint (which prevents the collapse a free cosine objective would find). A
+cell's anomaly is its k-NN distance to the bank (in units of the typical normal distance)
+plus the weighted consistency error; the frame's score is the largest cell anomaly.
 """
 
 from __future__ import annotations
@@ -43,13 +44,17 @@ class MotionConfig:
     speed_edges: tuple[float, ...] = (1.0, 2.0, 3.5, 6.0)  # speed bins above move_threshold
     orientations: int = 8  # flow direction bins
     gradient_bins: int = 9  # unsigned gradient orientation bins of each appearance histogram
-    appearance_weight: float = 0.3
+    # Gradient histogram of the flow-masked frame inside the motion branch (what moves).
+    masked_weight: float = 0.3
+    # Appearance branch inside the bank vector; 0 = it only feeds the consistency error
+    # (0.3 lowered Ped2 AUC, see docs/motion.md).
+    appearance_weight: float = 0.0
     position_weight: float = 0.3  # cell centre (0..1) so that the bank is position aware
     min_moving_fraction: float = 0.05  # cells with less moving area are normal (score 0)
     bank_size: int = 20000
     k: int = 1
     consistency_dim: int = 8
-    consistency_weight: float = 0.5
+    consistency_weight: float = 0.25
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -70,12 +75,14 @@ class CellFeatures:
     block_speed: np.ndarray  # (N, H/block, W/block) mean speed of moving pixels, 0 if none
 
     def joint(self, config: MotionConfig) -> np.ndarray:
-        """The motion-aware vector the memory bank holds: (N, h, w, A + M + 2)."""
+        """The motion-aware vector the memory bank holds: (N, h, w, M + 2 [+ A])."""
         n, h, w = self.moving_fraction.shape
         rows, cols = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
         position = np.broadcast_to(np.stack([rows, cols], -1), (n, h, w, 2))
-        return np.concatenate([self.motion, config.appearance_weight * self.appearance,
-                               config.position_weight * position], -1).astype(np.float32)
+        parts = [self.motion, config.position_weight * position]
+        if config.appearance_weight > 0:
+            parts.append(config.appearance_weight * self.appearance)
+        return np.concatenate(parts, -1).astype(np.float32)
 
 
 def _block_sums(values: np.ndarray, block: int) -> np.ndarray:
@@ -122,7 +129,7 @@ def frame_features(frame: np.ndarray, flow: np.ndarray, config: MotionConfig,
                            block) / area
     masked = flow_masked_frame(frame, flow, config.move_threshold)
     motion = np.concatenate(
-        [flow_hist, config.appearance_weight
+        [flow_hist, config.masked_weight
          * _gradient_histogram(masked, config.gradient_bins, block)], -1)
     appearance = _gradient_histogram(frame, config.gradient_bins, block)
     moving_blocks = _block_sums(np.stack([moving, speed * moving], -1).astype(np.float32), block)
