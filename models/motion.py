@@ -22,11 +22,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
 from models.base import Calibration, InputSpec, Scorer, register_scorer
-from models.flow import DenseFlow, flow_magnitude, flow_masked_frame, to_uint8
+from models.flow import DenseFlow, flow_masked_frame, to_uint8
 from models.motion_text import MotionDescription, describe_motion
 from streams.sources import Source
 from streams.windows import preprocess
@@ -98,18 +99,22 @@ def _windows(blocks: np.ndarray) -> np.ndarray:
 
 def _histogram(bins: np.ndarray, weights: np.ndarray, count: int, block: int) -> np.ndarray:
     """Per-window histograms of integer `bins` (H, W) weighted by `weights`; bins >= count drop."""
-    onehot = np.zeros(bins.shape + (count + 1,), np.float32)
-    np.put_along_axis(onehot, np.minimum(bins, count)[..., None], weights[..., None], -1)
-    return _windows(_block_sums(onehot, block))[..., :count]
+    h, w = bins.shape[0] // block, bins.shape[1] // block
+    bins, weights = bins[:h * block, :w * block], weights[:h * block, :w * block]
+    block_index = ((np.arange(h * block) // block)[:, None] * w
+                   + (np.arange(w * block) // block)[None, :])
+    keep = bins < count
+    sums = np.bincount((block_index * count + bins)[keep], weights[keep].astype(np.float64),
+                       minlength=h * w * count)
+    return _windows(sums.reshape(h, w, count).astype(np.float32))
 
 
 def _gradient_histogram(image: np.ndarray, bins: int, block: int) -> np.ndarray:
-    import cv2
-
     gx = cv2.Sobel(image, cv2.CV_32F, 1, 0)
     gy = cv2.Sobel(image, cv2.CV_32F, 0, 1)
-    angle = (np.arctan2(gy, gx) % np.pi) / np.pi * bins
-    hist = _histogram(angle.astype(np.int64) % bins, np.sqrt(gx * gx + gy * gy), bins, block)
+    magnitude, angle = cv2.cartToPolar(gx, gy)
+    orientation = (angle * (bins / np.pi)).astype(np.int64) % bins  # unsigned: mod 180 deg
+    hist = _histogram(orientation, magnitude, bins, block)
     return hist / (np.linalg.norm(hist, axis=-1, keepdims=True) + 1.0)
 
 
@@ -117,11 +122,10 @@ def frame_features(frame: np.ndarray, flow: np.ndarray, config: MotionConfig,
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Appearance, motion, moving fraction and block speed of one frame and its flow."""
     block = config.block
-    speed = flow_magnitude(flow)
+    speed, angle = cv2.cartToPolar(flow[..., 0], flow[..., 1])
     moving = speed > config.move_threshold
-    direction = ((np.arctan2(flow[..., 1], flow[..., 0]) + np.pi) / (2 * np.pi)
-                 * config.orientations).astype(np.int64) % config.orientations
-    speed_bin = np.searchsorted(np.asarray(config.speed_edges), speed)
+    direction = (angle * (config.orientations / (2 * np.pi))).astype(np.int64) % config.orientations
+    speed_bin = sum((speed > edge).astype(np.int64) for edge in config.speed_edges)
     n_speeds = len(config.speed_edges) + 1
     flow_bins = np.where(moving, direction * n_speeds + speed_bin, config.orientations * n_speeds)
     area = 4 * block * block
