@@ -57,6 +57,8 @@ class MotionConfig:
     consistency_dim: int = 8
     consistency_weight: float = 0.25
     seed: int = 0
+    # Descriptions only report cells scoring this many calibration std above the normal mean.
+    describe_min_z: float = 2.0
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.bank_size <= self.k:
@@ -302,7 +304,10 @@ class MotionScorer(Scorer):
         gray = np.stack([preprocess(to_uint8(np.asarray(f)), self.config.size, grayscale=True)
                          for f in frames])
         cells, flows = self.features(gray, steps)
-        return describe_motion(flows, self.cell_scores(cells), self.normal_speed, self.config)
+        scores = self.cell_scores(cells)
+        floor = self.calibration.mean + self.config.describe_min_z * self.calibration.std
+        return describe_motion(flows, np.where(scores >= floor, scores, 0.0), self.normal_speed,
+                               self.config)
 
     def describe(self, frames: np.ndarray | Sequence[Frame]) -> str:
         """A short factual sentence on what moves unusually in `frames` (see describe_motion)."""
