@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -98,3 +100,18 @@ def test_names_and_errors():
         get_scorer("motion", **TINY).describe(square_clip(3, 2, 10, 10))
     with pytest.raises(VadError, match="bank_size"):
         get_scorer("motion", k=5, bank_size=5)
+
+
+@pytest.mark.slow
+def test_ped2_checkpoint_separates_a_test_video_and_describes_it(ped2_dir):
+    from sklearn.metrics import roc_auc_score
+
+    scorer = load_scorer(Path(__file__).resolve().parents[1] / "checkpoints" / "motion-ped2")
+    source = VideoFileSource(ped2_dir / "test" / "02.mp4")
+    result = score_source(scorer, source)
+    rows = np.loadtxt(ped2_dir / "test_labels.csv", delimiter=",", skiprows=1,
+                      dtype=str)
+    labels = rows[rows[:, 0] == "02", 2].astype(int)
+    assert roc_auc_score(labels[result.indices], result.scores) > 0.95
+    frames = np.stack([frame.image for frame in source][120:130])  # the cyclist crosses
+    assert "faster than usual" in scorer.describe(frames)
