@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.messages import DEFAULT_MAX_MESSAGE_BYTES
 from vad.errors import VadError
@@ -59,8 +59,8 @@ def make_consumer(settings: KafkaSettings, group: str, max_poll_records: int,
 def _connect(client: type, settings: KafkaSettings, **options: object):
     try:
         return client(bootstrap_servers=settings.servers, client_id=settings.client_id, **options)
-    except NoBrokersAvailable:
-        raise VadError(f"no Kafka broker answers at {settings.bootstrap}") from None
+    except KafkaError as exc:
+        raise VadError(f"{settings.bootstrap}: cannot reach Kafka ({exc})") from None
 
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int) -> bool:
@@ -89,5 +89,5 @@ def delete_topics(bootstrap: str, topics: list[str]) -> None:
 def _admin(bootstrap: str) -> KafkaAdminClient:
     try:
         return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="vad-admin")
-    except NoBrokersAvailable:
-        raise VadError(f"no Kafka broker answers at {bootstrap}") from None
+    except KafkaError as exc:
+        raise VadError(f"{bootstrap}: cannot reach Kafka ({exc})") from None

@@ -15,6 +15,8 @@ COMMAND_MODULES = [
     "vad.commands.fit",
     "vad.commands.run",
     "vad.commands.eval",
+    "vad.commands.publish",
+    "vad.commands.serve",
 ]
 
 
