@@ -168,7 +168,7 @@ class StreamWorker:
         self._lock = threading.RLock()
         self._epochs: Counter = Counter()  # bumped when a partition is revoked
         self._camera_partition: dict[str, TopicPartition] = {}
-        self._last_index: dict[str, int] = {}
+        self._last: dict[str, tuple[int, tuple]] = {}  # camera -> last frame index, image shape
         self._fetched: dict[TopicPartition, int] = {}
         self.assigned: set[TopicPartition] = set()  # this member's partitions now
         self._stop = threading.Event()
@@ -327,12 +327,14 @@ class StreamWorker:
                 self._tracker.mark(item.entry, settled=True)
                 return
             frame = item.payload
-            if frame.index <= self._last_index.get(camera, -1):
-                log.warning("camera %s restarted at frame %d after frame %d: closing its "
-                            "previous stream", camera, frame.index, self._last_index[camera])
+            last_index, last_shape = self._last.get(camera, (-1, frame.image.shape))
+            if frame.index <= last_index or frame.image.shape != last_shape:
+                log.warning("camera %s restarted (frame %d %s after frame %d %s): closing its "
+                            "previous stream", camera, frame.index, frame.image.shape,
+                            last_index, last_shape)
                 self._close_camera(camera)
             alerts = self.pipeline.process(frame)
-            self._last_index[camera] = frame.index
+            self._last[camera] = (frame.index, frame.image.shape)
             self._tracker.mark(item.entry, processed=True)
         latency = time.time() - item.record.timestamp / 1000
         self.stats.frames += 1
@@ -344,7 +346,7 @@ class StreamWorker:
         """End of a camera's stream: close its open events and drop its state."""
         self.stats.alerts += len(self.pipeline.finish(camera))
         self.pipeline.reset_camera(camera)
-        self._last_index.pop(camera, None)
+        self._last.pop(camera, None)
         self._tracker.settle_camera(camera)
 
     # -- rebalances (called on kafka-python's IO thread, during the consumer's poll) ---------
@@ -360,7 +362,7 @@ class StreamWorker:
             for camera in cameras:
                 self.pipeline.reset_camera(camera)
                 del self._camera_partition[camera]
-                self._last_index.pop(camera, None)
+                self._last.pop(camera, None)
             self._tracker.forget(partitions)
             for tp in partitions:
                 self._fetched.pop(tp, None)
