@@ -338,3 +338,64 @@ def test_redis_outage_spools_alerts_and_delivers_them_all(kafka_broker, redis_se
         wait_until(lambda: worker.store.spooled() == 0, 30, "the spool to drain")
     assert_matches_reference(redis_server.url, *expected)
     kafka_broker.delete_topics(topic, f"{topic}.dead-letter")
+
+
+def read_topic(bootstrap: str, topic: str) -> list:
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000)
+    records = list(consumer)
+    consumer.close()
+    return records
+
+
+def test_publish_command_sends_each_source_as_a_camera(kafka_broker, tmp_path):
+    from conftest import moving_square, write_video
+    from vad.cli import main
+
+    videos = [write_video(tmp_path / f"{name}.mp4", moving_square(12)) for name in "ab"]
+    topic = f"publish-{tmp_path.name[-12:]}"
+    assert main(["publish", *map(str, videos), "--bootstrap", kafka_broker.bootstrap,
+                 "--topic", topic, "--camera", "north,south", "--limit", "5", "--max",
+                 "--partitions", "2", "--no-progress"]) == 0
+    messages = [decode_message(r.key, r.value, r.headers) for r in
+                read_topic(kafka_broker.bootstrap, topic)]
+    for camera in ("north", "south"):
+        mine = [m for m in messages if m.camera_id == camera]
+        assert [m.index for m in mine[:-1]] == [0, 1, 2, 3, 4]
+        assert mine[-1] == EndOfStream(camera, 5, mine[-1].timestamp)
+        assert mine[0].image.shape == (64, 96, 3)
+        assert mine[0].timestamp <= mine[-1].timestamp <= time.time()
+    kafka_broker.delete_topics(topic)
+
+
+@pytest.mark.slow
+def test_ped2_video_published_then_served_into_redis(ped2_dir, kafka_broker, redis_server,
+                                                     tmp_path):
+    from streams.sources import open_source
+    from vad.cli import main
+
+    scorer = get_scorer("frame-diff")
+    scorer.fit([open_source(ped2_dir / "train" / name) for name in ("01.mp4", "02.mp4")],
+               progress=False)
+    scorer.save(tmp_path / "frame-diff")
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump({"scorers": [
+        {"name": "frame-diff", "checkpoint": str(tmp_path / "frame-diff")}]}))
+    video, camera = ped2_dir / "test" / "04.mp4", "ped2-04"
+    expected = reference(config_file, {camera: list(open_source(video, camera))})
+    topic = kafka_broker.new_topic(partitions=2)
+
+    with WorkerThread(kafka_broker.bootstrap, topic, "ped2", redis_server.url, config_file):
+        assert main(["publish", str(video), "--bootstrap", kafka_broker.bootstrap,
+                     "--topic", topic, "--camera", camera, "--max", "--no-progress"]) == 0
+        wait_until(complete(redis_server.url, *expected), 120, "the video's alerts")
+    assert_matches_reference(redis_server.url, *expected)
+    with open_store(redis_server.url) as store:
+        alerts = store.query()
+    labels = np.loadtxt(ped2_dir / "test_labels.csv", delimiter=",", skiprows=1, dtype=int)
+    anomalous = set(labels[(labels[:, 0] == 4) & (labels[:, 2] == 1), 1])
+    for alert in alerts:
+        assert alert.keyframe_jpeg.startswith(b"\xff\xd8")
+        assert alert.heatmap_png.startswith(b"\x89PNG")
+    assert any(anomalous & set(range(a.start_frame, a.end_frame + 1)) for a in alerts)
+    kafka_broker.delete_topics(topic, f"{topic}.dead-letter")
