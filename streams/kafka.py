@@ -31,6 +31,7 @@ class KafkaSettings:
     heartbeat_interval_ms: int = 1000
     acks: int | str = "all"
     linger_ms: int = 5
+    fetch_max_wait_ms: int = 100  # how long a fetch waits for data: bounds idle latency
     client_id: str = "vad"
 
     @property
@@ -52,6 +53,7 @@ def make_consumer(settings: KafkaSettings, group: str, max_poll_records: int,
                     auto_offset_reset=offset_reset, max_poll_records=max_poll_records,
                     session_timeout_ms=settings.session_timeout_ms,
                     heartbeat_interval_ms=settings.heartbeat_interval_ms,
+                    fetch_max_wait_ms=settings.fetch_max_wait_ms,
                     max_partition_fetch_bytes=max(1_048_576,
                                                   settings.max_message_bytes + _ENVELOPE_BYTES))
 

@@ -54,8 +54,11 @@ class EndOfStream:
 
 def encode_frame(frame: Frame, quality: int = DEFAULT_JPEG_QUALITY,
                  max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> tuple[bytes, bytes, Headers]:
-    """(key, value, headers) of a frame message."""
-    ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    """(key, value, headers) of a frame message. A grey image in three equal channels (what
+    video decoders give for grey footage) goes as a one-channel JPEG: a third of the bytes
+    and of the decoding time, the same pixels."""
+    ok, jpeg = cv2.imencode(".jpg", _one_channel_if_grey(frame.image),
+                            [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise VadError(f"{frame.camera_id} frame {frame.index}: JPEG encoding failed")
     value = jpeg.tobytes()
@@ -64,6 +67,13 @@ def encode_frame(frame: Frame, quality: int = DEFAULT_JPEG_QUALITY,
                        f"the {max_bytes}-byte message limit; lower the JPEG quality or the size")
     return _key(frame.camera_id), value, _headers(KIND_FRAME, frame.camera_id, frame.index,
                                                   frame.timestamp)
+
+
+def _one_channel_if_grey(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 3 and image.shape[2] == 3 and np.array_equal(image[..., 0], image[..., 1]) \
+            and np.array_equal(image[..., 0], image[..., 2]):
+        return image[..., 0]
+    return image
 
 
 def encode_end(end: EndOfStream) -> tuple[bytes, bytes, Headers]:

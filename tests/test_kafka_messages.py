@@ -32,6 +32,13 @@ def test_frame_round_trip(colour):
     assert np.abs(decoded.image.astype(int) - frame.image).mean() < 3  # JPEG is lossy
 
 
+def test_grey_frames_travel_as_one_channel():
+    grey = np.repeat(gradient(colour=False)[..., None], 3, axis=2)
+    decoded = decode_message(*encode_frame(Frame("cam", 0, 0.0, grey)))
+    assert decoded.image.shape == grey.shape[:2]
+    assert np.abs(decoded.image.astype(int) - grey[..., 0]).mean() < 3
+
+
 def test_end_of_stream_round_trip():
     end = EndOfStream("gate-3", 180, 12.5)
     assert decode_message(*encode_end(end)) == end

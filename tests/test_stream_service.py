@@ -340,6 +340,26 @@ def test_redis_outage_spools_alerts_and_delivers_them_all(kafka_broker, redis_se
     kafka_broker.delete_topics(topic, f"{topic}.dead-letter")
 
 
+def test_a_camera_restarting_from_frame_zero_closes_its_previous_stream(
+        kafka_broker, redis_server, config_path):
+    topic, camera = kafka_broker.new_topic(partitions=1), "restarts"
+    first = camera_frames(camera, 60, anomaly=(40, 60), seed=50)  # ends during an event
+    second = camera_frames(camera, 60, anomaly=(10, 30), seed=51)
+    alerts = {**reference(config_path, {camera: first})[0],
+              **reference(config_path, {camera: second})[0]}
+    producer = make_producer(KafkaSettings(kafka_broker.bootstrap))
+    for frame in on_the_wire(first) + on_the_wire(second):  # no end-of-stream in between
+        producer.send(topic, **_message(encode_frame(frame)))
+    producer.send(topic, **_message(encode_end(EndOfStream(camera, 60, time.time()))))
+    producer.close()
+    with WorkerThread(kafka_broker.bootstrap, topic, "restarts", redis_server.url,
+                      config_path) as worker:
+        wait_until(lambda: worker.worker.stats.alerts == len(alerts), 60, "both streams' alerts")
+    assert alerts["restarts:40"] == (40, 59)  # the first stream's event ran to its end
+    assert stored(redis_server.url, [camera])[0] == alerts
+    kafka_broker.delete_topics(topic, f"{topic}.dead-letter")
+
+
 def read_topic(bootstrap: str, topic: str) -> list:
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                              consumer_timeout_ms=3000)

@@ -322,32 +322,38 @@ class StreamWorker:
             camera = item.payload.camera_id
             self._camera_partition[camera] = item.tp
             if isinstance(item.payload, EndOfStream):
-                self._close_camera(camera)
+                alerts = self._close_camera(camera)
                 del self._camera_partition[camera]
                 self._tracker.mark(item.entry, settled=True)
+                self._count(item, alerts, frames=0)
                 return
             frame = item.payload
             last_index, last_shape = self._last.get(camera, (-1, frame.image.shape))
+            alerts = []
             if frame.index <= last_index or frame.image.shape != last_shape:
                 log.warning("camera %s restarted (frame %d %s after frame %d %s): closing its "
                             "previous stream", camera, frame.index, frame.image.shape,
                             last_index, last_shape)
-                self._close_camera(camera)
-            alerts = self.pipeline.process(frame)
+                alerts = self._close_camera(camera)
+            alerts += self.pipeline.process(frame)
             self._last[camera] = (frame.index, frame.image.shape)
             self._tracker.mark(item.entry, processed=True)
+        self._count(item, alerts, frames=1)
+
+    def _count(self, item: _Item, alerts: list, frames: int) -> None:
         latency = time.time() - item.record.timestamp / 1000
-        self.stats.frames += 1
-        self.stats.frame_latency.append(latency)
+        self.stats.frames += frames
+        self.stats.frame_latency.extend([latency] * frames)
         self.stats.alerts += len(alerts)
         self.stats.alert_latency.extend([latency] * len(alerts))
 
-    def _close_camera(self, camera: str) -> None:
+    def _close_camera(self, camera: str) -> list:
         """End of a camera's stream: close its open events and drop its state."""
-        self.stats.alerts += len(self.pipeline.finish(camera))
+        alerts = self.pipeline.finish(camera)
         self.pipeline.reset_camera(camera)
         self._last.pop(camera, None)
         self._tracker.settle_camera(camera)
+        return alerts
 
     # -- rebalances (called on kafka-python's IO thread, during the consumer's poll) ---------
     def revoke(self, partitions: set[TopicPartition], commit: bool) -> None:
