@@ -72,7 +72,8 @@ def test_vad_commands_parse_and_point_at_the_services(compose):
     assert urlparse(option(worker, "--store")).hostname == "redis"
     assert services["worker"]["deploy"]["replicas"]
     dashboard = vad_argv(services["dashboard"])
-    assert dashboard[0] == "dashboard" and urlparse(option(dashboard, "--store")).hostname == "redis"
+    assert dashboard[0] == "dashboard"
+    assert urlparse(option(dashboard, "--store")).hostname == "redis"
     for name, service in services.items():
         if name in ("kafka", "redis"):
             continue

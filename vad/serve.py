@@ -173,6 +173,7 @@ class StreamWorker:
         self.assigned: set[TopicPartition] = set()  # this member's partitions now
         self._stop = threading.Event()
         self._failure: BaseException | None = None
+        self._metrics_mark = (time.monotonic(), 0)  # (time, frames) of the last metrics line
         self._consumer = None
         self._producer = None
 
@@ -201,9 +202,8 @@ class StreamWorker:
 
     # -- consumer thread ---------------------------------------------------------------------
     def _consume_loop(self) -> None:
-        now = time.monotonic()
-        next_commit, next_metrics = now + self.options.commit_interval, now + self.options.metrics_interval
-        self._metrics_mark = (now, 0)
+        next_commit = time.monotonic() + self.options.commit_interval
+        next_metrics = time.monotonic() + self.options.metrics_interval
         while not self._stop.is_set() and self._failure is None:
             room = self._queue.maxsize - self._queue.qsize()
             batches = self._consumer.poll(timeout_ms=200, max_records=max(1, room))

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     sources = [open_source(spec, camera) for spec, camera
                in zip(args.sources, camera_ids(args.camera, len(args.sources)))]
     ensure_topic(args.bootstrap, args.topic, args.partitions)
-    producer = make_producer(KafkaSettings(args.bootstrap, max_message_bytes=args.max_message_bytes))
+    producer = make_producer(KafkaSettings(args.bootstrap,
+                                           max_message_bytes=args.max_message_bytes))
     try:
         counts = publish(sources, producer, args.topic, options, progress=not args.no_progress)
     finally:
