@@ -15,7 +15,7 @@ import cv2
 import streamlit as st
 
 from dashboard.charts import score_timeline
-from dashboard.evidence import decode_heatmap, decode_keyframe, overlay_heatmap
+from dashboard.evidence import evidence_image
 from dashboard.feed import (EPOCH_TIMESTAMP_MIN, STATUS_COLORS, FeedRow, MalformedAlert,
                             feed_row, format_timestamp)
 from dashboard.settings import DashboardSettings
@@ -181,25 +181,18 @@ def alert_detail(store: AlertStore, alert_id: str, settings: DashboardSettings) 
     badges.badge(row.status, color=STATUS_COLORS[row.status])
     badges.badge(row.event_time, color="gray")
     badges.badge(f"{row.duration} ({row.frames} frames)", color="gray")
-    evidence_image(alert)
+    show_evidence(alert)
     timeline(store, alert, settings)
     reasoning(alert)
     triage_form(alert, settings)
 
 
-def evidence_image(alert: Alert) -> None:
+def show_evidence(alert: Alert) -> None:
     try:
-        keyframe = decode_keyframe(alert.keyframe_jpeg)
+        image, caption = evidence_image(alert)
     except VadError as exc:
         st.warning(f"No evidence image: {exc}.", icon=":material/hide_image:")
         return
-    caption = f"Keyframe (frame {alert.peak_frame})"
-    try:
-        image = overlay_heatmap(keyframe, decode_heatmap(alert.heatmap_png))
-        caption += " with the anomaly heatmap; the box marks the most anomalous region"
-    except VadError as exc:
-        image = keyframe
-        caption += f" — no heatmap overlay: {exc}"
     st.image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), caption=caption, width="stretch")
 
 
