@@ -54,8 +54,9 @@ def show_failure(url: str, exc: Exception) -> None:
 def time_range_filter(store: AlertStore, camera_id: str | None) -> tuple[float | None, float | None]:
     """A slider over the event times present; an end left at its extreme stays open, so
     alerts arriving later still show."""
-    times = sorted({a.start_time for a in store.query(AlertQuery(camera_id=camera_id, limit=100_000))
-                    if isinstance(a.start_time, (int, float))})
+    alerts = store.query(AlertQuery(camera_id=camera_id, limit=100_000))
+    times = sorted({float(a.start_time) for a in alerts if isinstance(a.start_time, (int, float))
+                    and math.isfinite(a.start_time)})
     if len(times) < 2:
         return None, None
     lo, hi = times[0], times[-1]
@@ -110,8 +111,8 @@ def render_feed(rows: list[FeedRow], selected: str | None, threshold: float) -> 
             cells[2].markdown(f"{row.event_time}  \n:gray[raised {row.raised}]")
             cells[3].markdown(f"{row.duration}  \n:gray[{row.frames} frames]")
             cells[4].badge(row.status, color=STATUS_COLORS[row.status])
-            cells[5].button("", icon=":material/visibility:", help="Show this alert", key=f"open-{row.alert_id}", on_click=select_alert,
-                            args=(row.alert_id,),
+            cells[5].button("", icon=":material/visibility:", help="Show this alert",
+                            key=f"open-{row.alert_id}", on_click=select_alert, args=(row.alert_id,),
                             type="primary" if row.alert_id == selected else "secondary")
 
 
@@ -278,11 +279,14 @@ def camera_panel(store: AlertStore, camera: str, alerts: list[Alert], settings: 
             last_time = float(series.timestamps[-1])
             metrics[2].metric("Last frame seen", int(series.indices[-1]),
                               help=format_timestamp(last_time))
-            lag = (f"{max(0.0, time.time() - last_time):.1f} s" if last_time >= EPOCH_TIMESTAMP_MIN
-                   else "n/a (video file)")
-            metrics[3].metric("Worker lag", lag, help="Wall-clock time since the last scored frame")
+            live = last_time >= EPOCH_TIMESTAMP_MIN
+            metrics[3].metric("Worker lag", f"{max(0.0, time.time() - last_time):.1f} s" if live else "n/a",
+                              help="Wall-clock time since the last scored frame" if live else
+                              "Known for live cameras only: this camera's timestamps count "
+                              "seconds into a video file")
             spans = [(a.start_frame, a.end_frame) for a in alerts]
-            st.altair_chart(score_timeline(series, settings.threshold, spans), width="stretch")
+            st.altair_chart(score_timeline(series, settings.threshold, spans, height=160),
+                            width="stretch")
         else:
             metrics[2].metric("Last frame seen", "none")
             st.caption("No score timeline recorded for this camera.")

@@ -9,6 +9,15 @@ from vad.errors import VadError
 from vad.evidence import decode_image, overlay_heatmap
 from vad.types import Alert
 
+# Per-pixel heatmaps (frame differences, reconstruction errors) light up an object's edges in
+# speckles; blurring by this fraction of the heatmap's larger side joins them into one region,
+# so the overlay reads as blobs and the box covers the whole object, not one speckle.
+SMOOTHING_FRACTION = 0.04
+
+
+def smooth_heatmap(heatmap: np.ndarray, fraction: float = SMOOTHING_FRACTION) -> np.ndarray:
+    return cv2.GaussianBlur(heatmap.astype(np.float32), (0, 0), fraction * max(heatmap.shape))
+
 
 def decode_evidence(data: object, what: str, flags: int) -> np.ndarray:
     """Stored image bytes -> array; VadError saying what is wrong with a missing or bad image."""
@@ -32,5 +41,5 @@ def evidence_image(alert: Alert) -> tuple[np.ndarray, str]:
         heatmap = decode_evidence(alert.heatmap_png, "heatmap", cv2.IMREAD_GRAYSCALE)
     except VadError as exc:
         return keyframe, f"{caption} — no heatmap overlay: {exc}"
-    return (overlay_heatmap(keyframe, heatmap),
+    return (overlay_heatmap(keyframe, smooth_heatmap(heatmap)),
             f"{caption} with the anomaly heatmap; the box marks the most anomalous region")

@@ -113,6 +113,15 @@ def wait_for_text(driver, text: str, timeout: float = 60.0) -> str:
     return driver.find_element(By.TAG_NAME, "body").text
 
 
+def open_tab(driver, name: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    tabs = [t for t in driver.find_elements(By.CSS_SELECTOR, "[role=tab]") if t.text == name]
+    if not tabs:
+        raise VadError(f"the dashboard has no {name!r} tab")
+    tabs[0].click()
+
+
 def page_url(base: str, alert_id: str | None = None) -> str:
     return f"{base}/?alert={quote(alert_id, safe='')}" if alert_id else base
 
@@ -122,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", required=True, help="alert store URL")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
     parser.add_argument("--alert", help="alert id to open (default: the newest)")
+    parser.add_argument("--tab", choices=["Alerts", "Cameras"], default="Alerts")
     parser.add_argument("--width", type=int, default=1600)
     parser.add_argument("--height", type=int, default=1700)
     args = parser.parse_args(argv)
@@ -129,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         driver.get(page_url(base, args.alert))
         wait_for_text(driver, "Alert feed")
         wait_for_text(driver, "Operator note")
+        if args.tab != "Alerts":
+            open_tab(driver, args.tab)
+            wait_for_text(driver, "Last frame seen")
         time.sleep(2)  # images and charts finish drawing after the text
         args.out.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(args.out))

@@ -327,3 +327,31 @@ def test_vad_dashboard_in_headless_chromium(sqlite_url, tmp_path):
         driver.save_screenshot(str(tmp_path / "dashboard.png"))
     screenshot = cv2.imread(str(tmp_path / "dashboard.png"))
     assert screenshot is not None and screenshot.shape[0] > 500
+
+
+@pytest.mark.slow
+def test_ped2_alert_evidence_boxes_the_ground_truth_anomaly(monkeypatch, ped2_dir, tmp_path):
+    """`vad fit` + `vad run` on Ped2 test video 04 (a cart among pedestrians), then the
+    dashboard: the alert is listed and its evidence box lies on the ground-truth mask."""
+    from vad.cli import main as vad
+
+    url = f"sqlite:///{tmp_path}/ped2.db"
+    assert vad(["fit", str(ped2_dir / "train"), "--scorer", "frame-diff",
+                "--out", str(tmp_path / "fd")]) == 0
+    assert vad(["run", str(ped2_dir / "test" / "04.mp4"), "--checkpoint", str(tmp_path / "fd"),
+                "--store", url, "--no-progress"]) == 0
+    with open_store(url) as store:
+        alert = max(store.query(AlertQuery()), key=lambda a: a.peak_score)
+    app = run_app(monkeypatch, url, alert=alert.id)
+    assert_no_exception(app)
+    assert alert.id in feed_ids(app) and len(app.get("image")) == 1
+
+    image, caption = evidence_image(alert)
+    assert "heatmap" in caption
+    ys, xs = np.nonzero(np.all(image == (0, 0, 255), axis=-1))  # the box outline
+    box = np.zeros(image.shape[:2], bool)
+    box[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
+    mask = np.load(ped2_dir / "test_masks" / "04.npz")["masks"][alert.peak_frame].astype(bool)
+    assert mask.sum() > 0
+    # Most of the box is anomalous ground truth, and it holds most of the anomalous pixels.
+    assert (box & mask).sum() / box.sum() > 0.3 and (box & mask).sum() / mask.sum() > 0.5
