@@ -43,7 +43,7 @@ def show_failure(url: str, exc: Exception) -> None:
     to the server log only."""
     log.warning("dashboard: %s", exc, exc_info=not isinstance(exc, VadError))
     lines = str(exc).strip().splitlines()
-    reason = lines[0] if lines else "no details"
+    reason = (lines[0] if lines else "no details").removeprefix(f"{url}: ")
     if not isinstance(exc, VadError):
         reason = f"{type(exc).__name__}: {reason}"
     st.error(f"Cannot read the alert store `{url}` — {reason}", icon=":material/error:")
@@ -51,7 +51,8 @@ def show_failure(url: str, exc: Exception) -> None:
 
 # --- sidebar filters ---------------------------------------------------------------------------
 
-def time_range_filter(store: AlertStore, camera_id: str | None) -> tuple[float | None, float | None]:
+def time_range_filter(store: AlertStore,
+                      camera_id: str | None) -> tuple[float | None, float | None]:
     """A slider over the event times present; an end left at its extreme stays open, so
     alerts arriving later still show."""
     alerts = store.query(AlertQuery(camera_id=camera_id, limit=100_000))
@@ -101,7 +102,8 @@ def select_alert(alert_id: str) -> None:
 
 def render_feed(rows: list[FeedRow], selected: str | None, threshold: float) -> None:
     header = st.columns(FEED_COLUMNS)
-    for column, title in zip(header, ("Severity", "Camera", "Event time", "Duration", "Status", "")):
+    titles = ("Severity", "Camera", "Event time", "Duration", "Status", "")
+    for column, title in zip(header, titles):
         column.caption(title)
     for row in rows:
         with st.container(border=True, key=f"row-{row.alert_id}"):
@@ -151,7 +153,8 @@ def alerts_view(settings: DashboardSettings, query: AlertQuery) -> None:
         selected = chosen or (rows[0].alert_id if rows else None)
         feed, detail = st.columns([11, 9], gap="large")
         with feed:
-            more = " (newest shown; narrow the filters for older ones)" if len(alerts) > settings.feed_rows else ""
+            more = (" (newest shown; narrow the filters for older ones)"
+                    if len(alerts) > settings.feed_rows else "")
             st.subheader(f"Alert feed · {len(rows)} alert(s){more}")
             render_feed(rows, selected, settings.threshold)
         with detail:
@@ -171,7 +174,8 @@ def alert_detail(store: AlertStore, alert_id: str, settings: DashboardSettings) 
             return
         row = feed_row(alert)
     except MalformedAlert as exc:
-        st.error(f"This alert record is malformed and cannot be shown: {exc}", icon=":material/error:")
+        st.error(f"This alert record is malformed and cannot be shown: {exc}",
+                 icon=":material/error:")
         return
     except Exception as exc:  # noqa: BLE001
         show_failure(settings.store, exc)
@@ -203,8 +207,9 @@ def timeline(store: AlertStore, alert: Alert, settings: DashboardSettings) -> No
     if len(series.scores) == 0:
         st.info("No score timeline was recorded around this alert.", icon=":material/info:")
         return
-    st.altair_chart(score_timeline(series, settings.threshold, [(alert.start_frame, alert.end_frame)],
-                                   alert.peak_frame, height=180), width="stretch")
+    chart = score_timeline(series, settings.threshold, [(alert.start_frame, alert.end_frame)],
+                           alert.peak_frame, height=180)
+    st.altair_chart(chart, width="stretch")
     st.caption(f"Score around the event (shaded); dashed line: threshold {settings.threshold:g}.")
 
 
@@ -268,7 +273,8 @@ def cameras_view(settings: DashboardSettings) -> None:
     overview()
 
 
-def camera_panel(store: AlertStore, camera: str, alerts: list[Alert], settings: DashboardSettings) -> None:
+def camera_panel(store: AlertStore, camera: str, alerts: list[Alert],
+                 settings: DashboardSettings) -> None:
     series = store.scores(camera)
     with st.container(border=True):
         st.subheader(camera)
@@ -280,7 +286,8 @@ def camera_panel(store: AlertStore, camera: str, alerts: list[Alert], settings: 
             metrics[2].metric("Last frame seen", int(series.indices[-1]),
                               help=format_timestamp(last_time))
             live = last_time >= EPOCH_TIMESTAMP_MIN
-            metrics[3].metric("Worker lag", f"{max(0.0, time.time() - last_time):.1f} s" if live else "n/a",
+            lag = f"{max(0.0, time.time() - last_time):.1f} s" if live else "n/a"
+            metrics[3].metric("Worker lag", lag,
                               help="Wall-clock time since the last scored frame" if live else
                               "Known for live cameras only: this camera's timestamps count "
                               "seconds into a video file")

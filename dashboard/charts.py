@@ -35,7 +35,8 @@ def score_timeline(series: ScoreSeries, threshold: float,
         layers.append(alt.Chart(bands).mark_rect(color="#e4572e", opacity=0.18)
                       .encode(x="start:Q", x2="end:Q"))
     layers.append(alt.Chart(data).mark_line(color="#1f77b4").encode(
-        x, alt.Y("score:Q", title="anomaly score"), tooltip=["frame:Q", alt.Tooltip("score:Q", format=".2f")]))
+        x, alt.Y("score:Q", title="anomaly score"),
+        tooltip=["frame:Q", alt.Tooltip("score:Q", format=".2f")]))
     layers.append(alt.Chart(pd.DataFrame({"threshold": [threshold]}))
                   .mark_rule(color="#e4572e", strokeDash=[6, 4], size=1.5).encode(y="threshold:Q"))
     if peak_frame is not None:

@@ -88,7 +88,8 @@ def headless_chromium(width: int = 1600, height: int = 1200) -> Iterator["webdri
     with tempfile.TemporaryDirectory(prefix="vad-chromium-") as profile:
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
-        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+        flags = (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}")
+        for flag in flags:
             options.add_argument(flag)
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         try:

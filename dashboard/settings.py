@@ -4,6 +4,7 @@ because `streamlit run` owns the command line and AppTest has none."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from vad.config import EventConfig, VadConfig
@@ -27,7 +28,7 @@ class DashboardSettings:
         return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
-    def from_env(cls, environ: os._Environ[str] | dict[str, str] = os.environ) -> "DashboardSettings":
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "DashboardSettings":
         values = {}
         for f in fields(cls):
             text = environ.get(ENV_PREFIX + f.name.upper())

@@ -54,7 +54,8 @@ def make_alert(camera: str, start: int, peak: float, status: str = "new", explan
                  start_time=start / FPS, end_time=(start + 20) / FPS, peak_frame=start + 10,
                  peak_score=peak, mean_score=peak / 2, status=status,
                  created_at=created_at if created_at is not None else 1_700_000_000 + start,
-                 explanation=explanation, rule="Only pedestrians may use the walkway." if explanation else "",
+                 explanation=explanation,
+                 rule="Only pedestrians may use the walkway." if explanation else "",
                  motion_description="fast, straight motion" if explanation else "",
                  objects="bicycle, person" if explanation else "",
                  keyframe_jpeg=keyframe, heatmap_png=heatmap)
@@ -91,8 +92,9 @@ def redis_server(tmp_path_factory):
     import redis
 
     port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
     server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
+                               "--appendonly", "no", "--dir", str(workdir)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis(port=port)
     for _ in range(100):
@@ -165,6 +167,20 @@ def test_settings_round_trip_through_the_environment():
 
 # --- the Streamlit app (AppTest) -------------------------------------------------------------
 
+def test_vad_dashboard_serves_streamlit_headless_on_loopback():
+    from vad.cli import build_parser
+    from vad.commands.dashboard import streamlit_command
+
+    args = build_parser().parse_args(["dashboard", "--store", "redis://h:6379/0", "--port", "8600"])
+    command = streamlit_command(args)
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("dashboard/app.py")
+    options = dict(zip(command[5::2], command[6::2]))
+    assert options["--server.address"] == "127.0.0.1" and options["--server.port"] == "8600"
+    assert options["--server.headless"] == "true"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["dashboard", "--port", "70000"])
+
+
 def run_app(monkeypatch, store_url: str, **query_params: str):
     from streamlit.testing.v1 import AppTest
 
@@ -229,7 +245,8 @@ def check_feed_filters_and_triage(monkeypatch, url: str) -> None:
     assert "Alert cam-a:20 marked acknowledged." in texts(app)
     with open_store(url) as store:
         stored = store.get("cam-a:20")
-    assert (stored.status, stored.note) == ("acknowledged", "Cart on the walkway, security informed.")
+    assert stored.status == "acknowledged"
+    assert stored.note == "Cart on the walkway, security informed."
     other_viewer = run_app(monkeypatch, url, alert="cam-a:20")
     assert other_viewer.text_area(key="note-cam-a:20").value == stored.note
     other_viewer.selectbox(key="status").set_value("acknowledged").run()
@@ -293,7 +310,8 @@ def test_malformed_records_are_reported_not_raised(monkeypatch, sqlite_url):
     database = sqlite_url.removeprefix("sqlite:///")
     with sqlite3.connect(database) as db:
         db.execute("UPDATE alerts SET peak_score='very high' WHERE id='cam-b:50'")
-        db.execute("UPDATE alerts SET keyframe_jpeg=x'00ff00', heatmap_png=NULL WHERE id='cam-a:100'")
+        db.execute("UPDATE alerts SET keyframe_jpeg=x'00ff00', heatmap_png=NULL "
+                   "WHERE id='cam-a:100'")
     app = run_app(monkeypatch, sqlite_url)
     assert_no_exception(app)
     assert "1 malformed alert record(s) skipped" in app.warning[0].value
@@ -310,6 +328,8 @@ def test_malformed_records_are_reported_not_raised(monkeypatch, sqlite_url):
 
 def test_vad_dashboard_in_headless_chromium(sqlite_url, tmp_path):
     pytest.importorskip("selenium")
+    from selenium.webdriver.common.by import By
+
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("chromium and chromium-driver are not installed")
     with serve(sqlite_url, refresh=1.0) as base, headless_chromium() as driver:
@@ -319,6 +339,11 @@ def test_vad_dashboard_in_headless_chromium(sqlite_url, tmp_path):
         for text in ("cam-a", "cam-b", "acknowledged", "resolved", "video t=15.0 s",
                      "A cyclist rides through the pedestrian walkway."):
             assert text in page
+        # Acknowledging in the browser reaches the store.
+        driver.find_element(By.XPATH, "//button[normalize-space()='Acknowledge']").click()
+        wait_for_text(driver, "Alert cam-b:150 marked acknowledged.")
+        with open_store(sqlite_url) as store:
+            assert store.get("cam-b:150").status == "acknowledged"
         # The feed refreshes itself: a new alert shows without reloading the page.
         with open_store(sqlite_url) as store:
             store.put(make_alert("cam-c", 5, 9.9, created_at=time.time()))

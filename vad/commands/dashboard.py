@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "0.0.0.0 exposes the dashboard to the network)")
     parser.add_argument("--port", type=_port, default=8501, help="port (default 8501)")
     parser.add_argument("--threshold", type=float, default=defaults.threshold,
-                        help=f"event threshold drawn on the timelines (default {defaults.threshold:g})")
+                        help="event threshold drawn on the timelines "
+                             f"(default {defaults.threshold:g})")
     parser.add_argument("--refresh", type=float, default=defaults.refresh,
                         help=f"seconds between feed refreshes (default {defaults.refresh:g})")
     parser.set_defaults(func=run)
