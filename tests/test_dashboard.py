@@ -181,6 +181,21 @@ def test_vad_dashboard_serves_streamlit_headless_on_loopback():
         build_parser().parse_args(["dashboard", "--port", "70000"])
 
 
+def test_vad_dashboard_settings_come_from_options_then_config(tmp_path):
+    from vad.cli import build_parser
+    from vad.commands.dashboard import settings_from_args
+
+    config = tmp_path / "site.yaml"
+    config.write_text("store: redis://cctv:6379/1\nevents: {threshold: 4.0, release_threshold: 2.0}\n")
+    parse = build_parser().parse_args
+    assert settings_from_args(parse(["dashboard"])) == DashboardSettings()
+    from_config = settings_from_args(parse(["dashboard", "--config", str(config)]))
+    assert (from_config.store, from_config.threshold) == ("redis://cctv:6379/1", 4.0)
+    overridden = settings_from_args(parse(["dashboard", "--config", str(config), "--store",
+                                           "sqlite:///x.db", "--set", "events.threshold=3.5"]))
+    assert (overridden.store, overridden.threshold) == ("sqlite:///x.db", 3.5)
+
+
 def run_app(monkeypatch, store_url: str, **query_params: str):
     from streamlit.testing.v1 import AppTest
 
