@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import cv2
@@ -274,6 +275,28 @@ def test_app_on_sqlite_filters_and_persists_triage(monkeypatch, sqlite_url):
 
 def test_app_on_redis_filters_and_persists_triage(monkeypatch, redis_url):
     check_feed_filters_and_triage(monkeypatch, redis_url)
+
+
+def test_live_cameras_show_wall_clock_times_and_lag(monkeypatch, tmp_path):
+    """Live streams carry Unix timestamps: times are UTC, the time filter is a datetime range,
+    and the camera overview knows the worker lag."""
+    url = f"sqlite:///{tmp_path}/live.db"
+    now = time.time()
+    with open_store(url) as store:
+        for start, minutes_ago in ((100, 50), (400, 20), (700, 5)):
+            alert = make_alert("gate", start, 5.0, created_at=now - minutes_ago * 60)
+            alert.start_time, alert.end_time = now - minutes_ago * 60, now - minutes_ago * 60 + 2
+            store.put(alert)
+        store.record_scores("gate", [699, 700], [now - 301, now - 300], [1.0, 5.0])
+    app = run_app(monkeypatch, url)
+    assert_no_exception(app)
+    assert feed_ids(app) == ["gate:700", "gate:400", "gate:100"]
+    assert "UTC" in texts(app)
+    low, high = app.slider[0].value
+    app.slider[0].set_value((low + timedelta(minutes=10), high)).run()
+    assert feed_ids(app) == ["gate:700", "gate:400"]
+    lag = next(m.value for m in app.metric if m.label == "Worker lag")
+    assert lag.endswith(" s") and 299 <= float(lag.split()[0]) < 400
 
 
 def test_camera_overview_counts_alerts(monkeypatch, sqlite_url):
