@@ -227,10 +227,12 @@ def apply_triage(url: str, alert_id: str, status: str) -> None:
     note = st.session_state.get(f"note-{alert_id}", "") or ""
     try:
         get_store(url).set_status(alert_id, status, note)
-        st.session_state.triage_message = ("success", f"Alert {alert_id} marked {status}.")
+        st.session_state.triage_message = (alert_id, "success",
+                                           f"Alert {alert_id} marked {status}.")
     except Exception as exc:  # noqa: BLE001
         log.warning("dashboard: set_status failed: %s", exc)
-        st.session_state.triage_message = ("error", f"Could not update alert {alert_id}: {exc}")
+        st.session_state.triage_message = (alert_id, "error",
+                                           f"Could not update alert {alert_id}: {exc}")
 
 
 def triage_form(alert: Alert, settings: DashboardSettings) -> None:
@@ -243,9 +245,10 @@ def triage_form(alert: Alert, settings: DashboardSettings) -> None:
                 st.form_submit_button(label, key=f"{status}-{alert.id}", on_click=apply_triage,
                                       args=(settings.store, alert.id, status),
                                       disabled=alert.status == status)
-    message = st.session_state.pop("triage_message", None)
-    if message is not None:
-        kind, text = message
+    # The outcome of this viewer's last action on this alert stays until they act again.
+    message = st.session_state.get("triage_message")
+    if message is not None and message[0] == alert.id:
+        _, kind, text = message
         (st.success if kind == "success" else st.error)(text)
 
 

@@ -123,6 +123,22 @@ def open_tab(driver, name: str) -> None:
     tabs[0].click()
 
 
+def click_button(driver, label: str, timeout: float = 60.0) -> None:
+    """Click the button labelled `label`, retrying while a refresh re-renders it."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def clicked(d) -> bool:
+        try:
+            d.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
+            return True
+        except (StaleElementReferenceException, WebDriverException):
+            return False
+
+    WebDriverWait(driver, timeout, poll_frequency=0.25).until(clicked)
+
+
 def page_url(base: str, alert_id: str | None = None) -> str:
     return f"{base}/?alert={quote(alert_id, safe='')}" if alert_id else base
 

@@ -16,7 +16,8 @@ import pytest
 
 from dashboard.evidence import evidence_image
 from dashboard.feed import MalformedAlert, feed_row
-from dashboard.screenshot import free_port, headless_chromium, page_url, serve, wait_for_text
+from dashboard.screenshot import (click_button, free_port, headless_chromium, page_url, serve,
+                                  wait_for_text)
 from dashboard.settings import DashboardSettings
 from vad.errors import VadError
 from vad.stores import AlertQuery, AlertStore, open_store
@@ -98,11 +99,15 @@ def redis_server(tmp_path_factory):
                                "--appendonly", "no", "--dir", str(workdir)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis(port=port)
-    for _ in range(100):
+    deadline = time.monotonic() + 60  # generous: CI machines can be heavily loaded
+    while True:
         try:
             client.ping()
             break
         except redis.ConnectionError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"redis-server did not start on port {port}")
             time.sleep(0.05)
     yield port
     client.close()
@@ -187,7 +192,8 @@ def test_vad_dashboard_settings_come_from_options_then_config(tmp_path):
     from vad.commands.dashboard import settings_from_args
 
     config = tmp_path / "site.yaml"
-    config.write_text("store: redis://cctv:6379/1\nevents: {threshold: 4.0, release_threshold: 2.0}\n")
+    config.write_text("store: redis://cctv:6379/1\n"
+                      "events: {threshold: 4.0, release_threshold: 2.0}\n")
     parse = build_parser().parse_args
     assert settings_from_args(parse(["dashboard"])) == DashboardSettings()
     from_config = settings_from_args(parse(["dashboard", "--config", str(config)]))
@@ -204,7 +210,7 @@ def run_app(monkeypatch, store_url: str, **query_params: str):
 
     st.cache_resource.clear()  # a fresh server: no store connection kept from another test
     monkeypatch.setenv("VAD_DASHBOARD_STORE", store_url)
-    app = AppTest.from_file(str(APP), default_timeout=60)
+    app = AppTest.from_file(str(APP), default_timeout=120)
     app.query_params.update(query_params)
     return app.run()
 
@@ -366,26 +372,25 @@ def test_malformed_records_are_reported_not_raised(monkeypatch, sqlite_url):
 
 def test_vad_dashboard_in_headless_chromium(sqlite_url, tmp_path):
     pytest.importorskip("selenium")
-    from selenium.webdriver.common.by import By
-
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("chromium and chromium-driver are not installed")
-    with serve(sqlite_url, refresh=1.0) as base, headless_chromium() as driver:
+    # Generous waits: they only matter on a heavily loaded machine.
+    with serve(sqlite_url, refresh=1.0, timeout=180) as base, headless_chromium() as driver:
         driver.get(page_url(base))
-        wait_for_text(driver, "Alert feed · 4 alert(s)")
-        page = wait_for_text(driver, "Operator note")
+        wait_for_text(driver, "Alert feed · 4 alert(s)", timeout=120)
+        page = wait_for_text(driver, "Operator note", timeout=120)
         for text in ("cam-a", "cam-b", "acknowledged", "resolved", "video t=15.0 s",
                      "A cyclist rides through the pedestrian walkway."):
             assert text in page
         # Acknowledging in the browser reaches the store.
-        driver.find_element(By.XPATH, "//button[normalize-space()='Acknowledge']").click()
-        wait_for_text(driver, "Alert cam-b:150 marked acknowledged.")
+        click_button(driver, "Acknowledge")
+        wait_for_text(driver, "Alert cam-b:150 marked acknowledged.", timeout=120)
         with open_store(sqlite_url) as store:
             assert store.get("cam-b:150").status == "acknowledged"
         # The feed refreshes itself: a new alert shows without reloading the page.
         with open_store(sqlite_url) as store:
             store.put(make_alert("cam-c", 5, 9.9, created_at=time.time()))
-        page = wait_for_text(driver, "Alert feed · 5 alert(s)", timeout=30)
+        page = wait_for_text(driver, "Alert feed · 5 alert(s)", timeout=120)
         assert "cam-c" in page
         driver.save_screenshot(str(tmp_path / "dashboard.png"))
     screenshot = cv2.imread(str(tmp_path / "dashboard.png"))
