@@ -262,6 +262,7 @@ def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=60) == 0
     log = (tmp_path / "second.log").read_text()
+    assert "frames/s=" in log and "lag=" in log and "dead-lettered=0" in log  # metrics lines
     replayed = int(log.rsplit("stopped after ", 1)[1].split()[0])
     assert replayed < len(cameras) * n, "the restarted worker resumes from committed offsets"
     assert_matches_reference(redis_server.url, *expected)

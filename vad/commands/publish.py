@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from streams.messages import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_MESSAGE_BYTES
 from vad.errors import VadError
@@ -53,10 +54,14 @@ def run(args: argparse.Namespace) -> int:
     ensure_topic(args.bootstrap, args.topic, args.partitions)
     producer = make_producer(KafkaSettings(args.bootstrap,
                                            max_message_bytes=args.max_message_bytes))
+    start = time.perf_counter()
     try:
         counts = publish(sources, producer, args.topic, options, progress=not args.no_progress)
     finally:
         producer.close()
+    elapsed = time.perf_counter() - start
     for camera, count in counts.items():
         print(f"{camera}: {count} frames -> {args.topic}")
+    total = sum(counts.values())
+    print(f"published {total} frames in {elapsed:.1f} s ({total / elapsed:.1f} frames/s)")
     return 0
