@@ -135,6 +135,13 @@ class OffsetTracker:
                     offsets[tp] = self._next[tp]
         return offsets
 
+    def resume_offset(self, tp: TopicPartition) -> int | None:
+        """Where consumption must resume to miss nothing: the first record not settled (call
+        `committable` first), or None when nothing was handed out."""
+        with self._lock:
+            entries = self._entries.get(tp)
+            return entries[0].offset if entries else self._next.get(tp)
+
     def committed(self, offsets: dict[TopicPartition, int]) -> None:
         with self._lock:
             self._committed.update(offsets)
@@ -170,6 +177,9 @@ class StreamWorker:
         self._camera_partition: dict[str, TopicPartition] = {}
         self._last: dict[str, tuple[int, tuple]] = {}  # camera -> last frame index, image shape
         self._fetched: dict[TopicPartition, int] = {}
+        # Revoked partitions -> offset to resume from if they come back to this member: kafka-
+        # python keeps the fetch position of a partition that stays, past the frames dropped.
+        self._rewind: dict[TopicPartition, int] = {}
         self.assigned: set[TopicPartition] = set()  # this member's partitions now
         self._stop = threading.Event()
         self._failure: BaseException | None = None
@@ -207,7 +217,10 @@ class StreamWorker:
         while not self._stop.is_set() and self._failure is None:
             room = self._queue.maxsize - self._queue.qsize()
             batches = self._consumer.poll(timeout_ms=200, max_records=max(1, room))
+            rewinding = self._apply_rewinds()
             for tp, records in batches.items():
+                if tp in rewinding:
+                    continue  # fetched from the kept position: they come again after the seek
                 epoch = self._epochs[tp]
                 for record in records:
                     self._accept(tp, epoch, record)
@@ -218,6 +231,16 @@ class StreamWorker:
             if now >= next_metrics:
                 self._log_metrics()
                 next_metrics = now + self.options.metrics_interval
+
+    def _apply_rewinds(self) -> set[TopicPartition]:
+        """Seek partitions that came back after a revocation; all partitions still waiting."""
+        with self._lock:
+            waiting = set(self._rewind)
+            ready = {tp: self._rewind.pop(tp) for tp in waiting & self.assigned}
+        for tp, offset in ready.items():
+            self._consumer.seek(tp, offset)
+            log.debug("partition %d resumes at offset %d", tp.partition, offset)
+        return waiting
 
     def _accept(self, tp: TopicPartition, epoch: int, record: ConsumerRecord) -> None:
         self._fetched[tp] = record.offset + 1
@@ -358,12 +381,16 @@ class StreamWorker:
     # -- rebalances (called on kafka-python's IO thread, during the consumer's poll) ---------
     def revoke(self, partitions: set[TopicPartition], commit: bool) -> None:
         """Hand partitions over: commit what is settled, drop their cameras' state; queued
-        frames of these partitions are skipped, the new owner replays them."""
+        frames of these partitions are skipped, the new owner replays them (this member too,
+        when they come back: see `_rewind`)."""
         with self._lock:
             for tp in partitions:
                 self._epochs[tp] += 1
-            offsets = (self._tracker.committable(partitions, self.pipeline.settled_frame)
-                       if commit else {})
+            offsets = self._tracker.committable(partitions, self.pipeline.settled_frame)
+            for tp in partitions:
+                resume = self._tracker.resume_offset(tp)
+                if resume is not None:
+                    self._rewind[tp] = resume
             cameras = [c for c, tp in self._camera_partition.items() if tp in partitions]
             for camera in cameras:
                 self.pipeline.reset_camera(camera)
@@ -373,12 +400,20 @@ class StreamWorker:
             for tp in partitions:
                 self._fetched.pop(tp, None)
             self.assigned -= partitions
-        if offsets:  # the blocking commit is not allowed on the IO thread
+        if offsets and commit:  # the blocking commit is not allowed on the IO thread
             self._consumer.commit_async({tp: OffsetAndMetadata(offset, "", -1)
                                          for tp, offset in offsets.items()})
         if partitions:
             log.info("partitions %s revoked: state of %d camera(s) dropped",
                      sorted(tp.partition for tp in partitions), len(cameras))
+
+
+    def assign(self, partitions: set[TopicPartition]) -> None:
+        """New assignment: partitions that went to other members need no rewind here."""
+        with self._lock:
+            self.assigned |= partitions
+            for tp in set(self._rewind) - partitions:
+                del self._rewind[tp]
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -392,5 +427,5 @@ class _Rebalance(ConsumerRebalanceListener):
         self.worker.revoke(lost, commit=False)  # already reassigned: committing is refused
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.worker.assigned |= assigned
+        self.worker.assign(assigned)
         log.info("partitions %s assigned", sorted(tp.partition for tp in assigned))
