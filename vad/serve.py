@@ -63,7 +63,7 @@ class WorkerStats:
     alerts: int = 0
     commits: int = 0
     dead_lettered: Counter = field(default_factory=Counter)  # by reason
-    # Seconds from a record's producer timestamp to its frame scored / its alert stored.
+    # Seconds from a record's producer timestamp to its frame processed / its alert stored.
     frame_latency: deque = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     alert_latency: deque = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
 
