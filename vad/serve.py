@@ -113,20 +113,23 @@ class OffsetTracker:
 
     def committable(self, partitions: Iterable[TopicPartition],
                     settled_frame: Callable[[str], int]) -> dict[TopicPartition, int]:
-        """Next offsets to commit, for partitions that advanced since the last commit."""
-        cache: dict[str, int] = {}
+        """Next offsets to commit, for partitions that advanced since the last commit.
 
+        Asks every camera with records here, not only those at the head: `settled_frame` also
+        stores a camera's pending scores, and a camera whose commit point is held back by
+        another one replays from its own last settled frame, whose score must be stored."""
         def done(entry: _Entry) -> bool:
             if entry.settled:
                 return True
             if not entry.processed or entry.index is None:
                 return False
-            if entry.camera not in cache:
-                cache[entry.camera] = settled_frame(entry.camera)
-            return entry.index <= cache[entry.camera]
+            return entry.index <= settled[entry.camera]
 
         offsets = {}
         with self._lock:
+            settled = {camera: settled_frame(camera) for camera in
+                       {e.camera for tp in partitions for e in self._entries.get(tp, ())
+                        if e.camera is not None}}
             for tp in partitions:
                 entries = self._entries.get(tp, deque())
                 while entries and done(entries[0]):
