@@ -33,6 +33,8 @@ class PublishOptions:
             raise VadError(f"--fps {self.fps}: must be positive")
         if self.fps is not None and self.max_rate:
             raise VadError("--fps and --max exclude each other")
+        if self.limit is not None and self.limit < 1:
+            raise VadError(f"--limit {self.limit}: must be at least 1")
         if not 1 <= self.jpeg_quality <= 100:
             raise VadError(f"--jpeg-quality {self.jpeg_quality}: must be in [1, 100]")
 

@@ -139,6 +139,8 @@ def test_publish_options_and_camera_ids_are_checked():
         PublishOptions(fps=0)
     with pytest.raises(VadError, match="exclude"):
         PublishOptions(fps=5, max_rate=True)
+    with pytest.raises(VadError, match="at least 1"):
+        PublishOptions(limit=0)
     assert camera_ids(["a,b", "c"], 3) == ["a", "b", "c"]
     assert camera_ids([], 2) == [None, None]
     with pytest.raises(VadError, match="2 camera ids for 3 sources"):
