@@ -6,7 +6,6 @@ import time
 import pytest
 import redis as redis_client
 
-from servers import redis_server  # noqa: F401  (fixture)
 from vad.errors import VadError
 from vad.stores import AlertQuery, open_store
 from vad.stores.redis import StoreUnavailableError

@@ -21,7 +21,6 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.partitioner.default import murmur2
 
 from models import get_scorer
-from servers import kafka_broker, redis_server  # noqa: F401  (fixtures)
 from streams.kafka import KafkaSettings, make_producer
 from streams.messages import (H_ERROR, H_FRAME, H_ORIGIN, H_SCHEMA, EndOfStream, decode_message,
                               encode_end, encode_frame)
