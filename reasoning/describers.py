@@ -70,7 +70,9 @@ class MotionConfig:
     still_below: float = 0.25  # x normal speed
     fast_above: float = 2.0
     very_fast_above: float = 3.5
-    max_jump: float = 0.6  # body heights per step: a farther nearest neighbour is a new object
+    # Matching: a nearest neighbour farther than this speed allows is a new object.
+    max_speed: float = 6.0  # body heights per second
+    max_gap_s: float = 2.0  # frames farther apart in time start fresh tracks
     speed_frames: int = 5  # speed: median of this many recent steps
 
 
@@ -114,11 +116,11 @@ class DetectorDescriber(Describer):
         self.detector = YoloxDetector(model_path, score_threshold)
         self.motion = motion
         self._tracks: dict[str, list[_Track]] = {}
-        self._last_index: dict[str, int] = {}
+        self._last_time: dict[str, float] = {}
 
     def reset(self) -> None:
         self._tracks.clear()
-        self._last_index.clear()
+        self._last_time.clear()
 
     def describe(self, frames: Sequence[Frame]) -> list[str]:
         return [self._describe_one(frame) for frame in frames]
@@ -126,13 +128,14 @@ class DetectorDescriber(Describer):
     def speeds(self, frame: Frame) -> list[tuple[str, float | None]]:
         """(label, speed in body heights/s or None when new) per detection, tracks updated."""
         camera = frame.camera_id
-        if self._last_index.get(camera, frame.index - 1) != frame.index - 1:
-            self._tracks.pop(camera, None)  # a gap: old positions say nothing about speed
-        self._last_index[camera] = frame.index
+        gap = frame.timestamp - self._last_time.get(camera, -np.inf)
+        if not 0 < gap <= self.motion.max_gap_s:
+            self._tracks.pop(camera, None)  # old positions say nothing about speed now
+        self._last_time[camera] = frame.timestamp
         previous = list(self._tracks.get(camera, []))
         current, out = [], []
         for det in self.detector(frame.image):
-            track = self._match(previous, det)
+            track = self._match(previous, det, gap)
             speed = None
             speeds: list[float] = []
             if track is not None:
@@ -147,14 +150,15 @@ class DetectorDescriber(Describer):
         self._tracks[camera] = current
         return out
 
-    def _match(self, tracks: list[_Track], det) -> _Track | None:
+    def _match(self, tracks: list[_Track], det, gap: float) -> _Track | None:
         candidates = [t for t in tracks if t.label == det.label]
         if not candidates:
             return None
         dist = [np.hypot(det.center[0] - t.center[0], det.center[1] - t.center[1])
                 for t in candidates]
         best = int(np.argmin(dist))
-        return candidates[best] if dist[best] <= self.motion.max_jump * max(det.height, 1.0) else None
+        reach = self.motion.max_speed * gap * max(det.height, 1.0)
+        return candidates[best] if dist[best] <= reach else None
 
     def _describe_one(self, frame: Frame) -> str:
         shape = frame.image.shape[:2]
@@ -210,12 +214,21 @@ class VLMDescriber(Describer):
             with torch.inference_mode():
                 ids = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens,
                                           do_sample=False)
-            prompt_len = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
-            if not self.model.config.is_encoder_decoder and ids.shape[1] > prompt_len:
-                ids = ids[:, prompt_len:]
-            text = self.processor.batch_decode(ids, skip_special_tokens=True)[0]
+            text = self.processor.batch_decode(
+                _without_prompt(ids[0], inputs.get("input_ids"))[None], skip_special_tokens=True)[0]
             out.append(" ".join(text.split()))
         return out
+
+
+def _without_prompt(ids, prompt_ids):
+    """Generated ids after the longest prefix they share with the prompt: decoder-only
+    models echo the prompt, some (BLIP) echo most of it, encoder-decoders none."""
+    if prompt_ids is None:
+        return ids
+    prompt = prompt_ids[0]
+    n = min(len(ids), len(prompt))
+    same = (ids[:n] == prompt[:n]).long().cumprod(0).sum()
+    return ids[int(same):]
 
 
 def calibrate_normal_speed(describer: DetectorDescriber, sources) -> float:
