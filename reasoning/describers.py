@@ -73,23 +73,26 @@ class MotionConfig:
     # Matching: a nearest neighbour farther than this speed allows is a new object.
     max_speed: float = 6.0  # body heights per second
     max_gap_s: float = 2.0  # frames farther apart in time start fresh tracks
-    speed_frames: int = 5  # speed: median of this many recent steps
+    # Speed = displacement over up to this many past steps / elapsed time: a longer
+    # baseline averages out the box jitter of small, distant people.
+    speed_frames: int = 5
 
 
 @dataclass
 class _Track:
     label: str
-    center: tuple[float, float]
-    height: float
-    time: float
-    speeds: list[float]
+    history: list[tuple[float, float, float]]  # (time, x, y) of the centre, oldest first
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return self.history[-1][1], self.history[-1][2]
 
 
 def _region(center: tuple[float, float], shape: tuple[int, int]) -> str:
     x, y = center[0] / shape[1], center[1] / shape[0]
     column = "left" if x < 1 / 3 else "right" if x > 2 / 3 else "center"
     row = "upper " if y < 1 / 3 else "lower " if y > 2 / 3 else ""
-    return f"the {row}{column}"
+    return f"{'in' if column == 'center' else 'on'} the {row}{column}"
 
 
 def _motion(ratio: float | None, label: str, config: MotionConfig) -> str:
@@ -136,16 +139,15 @@ class DetectorDescriber(Describer):
         current, out = [], []
         for det in self.detector(frame.image):
             track = self._match(previous, det, gap)
+            history = [(frame.timestamp, *det.center)]
             speed = None
-            speeds: list[float] = []
             if track is not None:
                 previous.remove(track)
-                dt = max(frame.timestamp - track.time, 1e-3)
-                step = np.hypot(det.center[0] - track.center[0], det.center[1] - track.center[1])
-                speeds = (track.speeds + [step / max(det.height, 1.0) / dt])
-                speeds = speeds[-self.motion.speed_frames:]
-                speed = float(np.median(speeds))
-            current.append(_Track(det.label, det.center, det.height, frame.timestamp, speeds))
+                history = (track.history + history)[-(self.motion.speed_frames + 1):]
+                (t0, x0, y0), (t1, x1, y1) = history[0], history[-1]
+                speed = float(np.hypot(x1 - x0, y1 - y0) / max(det.height, 1.0)
+                              / max(t1 - t0, 1e-3))
+            current.append(_Track(det.label, history))
             out.append((det, speed))
         self._tracks[camera] = current
         return out
@@ -167,7 +169,7 @@ class DetectorDescriber(Describer):
             ratio = None if speed is None else speed / self.motion.normal_speed
             action = _motion(ratio, det.label, self.motion)
             (people if det.label == "person" else others).append(
-                (det, f"{action} in {_region(det.center, shape)}"))
+                (det, f"{action} {_region(det.center, shape)}"))
         if not people:
             text = "There are no people in the image."
         else:

@@ -319,11 +319,11 @@ def test_detector_describer_words_motion_relative_to_normal_speed():
         describer.detector = lambda _image, t=t: boxes(t)
         texts.append(describer.describe([_frame(t, image)])[0])
     assert texts[0].startswith("There is 1 person in the image. The first person is just "
-                               "appearing in the lower left.")
+                               "appearing on the lower left.")
     assert texts[3] == ("There is 1 person in the image. The first person is walking at normal "
-                        "speed in the lower left. Other than people, there is a bicycle moving "
+                        "speed on the lower left. Other than people, there is a bicycle moving "
                         "very fast (4.0x normal walking speed) in the upper center, a bench not "
-                        "moving in the lower right.")
+                        "moving on the lower right.")
 
 
 def test_vlm_describer_with_a_tiny_random_model(tmp_path):
