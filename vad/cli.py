@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "vad.commands.fit",
     "vad.commands.run",
     "vad.commands.eval",
+    "vad.commands.dashboard",
     "vad.commands.reason",
 ]
 
