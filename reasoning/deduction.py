@@ -162,9 +162,16 @@ _VERDICT = re.compile(r"verdict\s*[:\-]\s*\**\s*(anomal\w*|abnormal|normal)", re
 _FIELD = r"^\W*{name}\s*[:\-]\s*\**\s*(.+?)\s*\**\s*$"
 
 
+_PLACEHOLDERS = {"anomaly or normal", "the broken rule, or none", "one sentence"}
+
+
 def parse_answer(answer: str) -> Judgement | None:
     """`Verdict/Rule/Reason` lines; a bare answer naming only one of anomaly/normal is
-    accepted as the verdict. None when no verdict can be read."""
+    accepted as the verdict. None when no verdict can be read, or when the answer just
+    echoes the format's placeholders (small models do)."""
+    fields = [_field(answer, name).lower().rstrip(".") for name in ("verdict", "rule", "reason")]
+    if any(f in _PLACEHOLDERS for f in fields):
+        return None
     match = _VERDICT.search(answer)
     if match:
         verdict = not match.group(1).lower().startswith("normal")

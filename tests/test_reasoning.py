@@ -130,7 +130,11 @@ def test_parse_good_answers(answer, verdict, rule, reason):
                                                                           reason, True)
 
 
-@pytest.mark.parametrize("answer", ["", "I cannot tell.", "Is it normal or an anomaly?"])
+@pytest.mark.parametrize("answer", [
+    "", "I cannot tell.", "Is it normal or an anomaly?",
+    "Verdict: Anomaly or Normal\nRule: the broken rule, or None\nReason: one sentence",
+    "Verdict: Anomaly\nRule: the broken rule, or None\nReason: one sentence",
+])
 def test_parse_malformed_answers(answer):
     assert parse_answer(answer) is None
 
