@@ -68,6 +68,7 @@ def split_clauses(description: str) -> list[str]:
 
 
 _ALTERNATIVES = re.compile(r",|\bor\b|\band\b|/")
+_CONDITION = re.compile(r"\s*(when|if|unless|except|especially|without|not|e\.g)\b", re.I)
 _EXAMPLES = re.compile(r"\bsuch as\b(.*)|\(([^)]*)\)", re.I)
 
 
@@ -81,7 +82,8 @@ def rule_atoms(rule: str) -> list[str]:
     atoms += [a.strip(" .") for a in _ALTERNATIVES.split(head) if len(a.split()) >= 2]
     for match in _EXAMPLES.finditer(rule):
         examples = match.group(1) or match.group(2) or ""
-        atoms += [a.strip(" .") for a in re.split(r",|\bor\b|\betc\b", examples)]
+        if not _CONDITION.match(examples):  # "(when not commonly seen)" lists no example
+            atoms += [a.strip(" .") for a in re.split(r",|\bor\b|\betc\b", examples)]
     return list(dict.fromkeys(a for a in atoms if len(a) >= 3))
 
 

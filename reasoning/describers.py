@@ -64,9 +64,9 @@ ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "
 
 @dataclass(frozen=True)
 class MotionConfig:
-    # Typical walking speed in body heights per second (Ped2 training videos: median 0.33;
+    # Typical walking speed in body heights per second (Ped2 training videos: median 0.30;
     # `vad reason describe --calibrate` measures it on normal footage).
-    normal_speed: float = 0.33
+    normal_speed: float = 0.30
     still_below: float = 0.25  # x normal speed
     fast_above: float = 2.0
     very_fast_above: float = 3.5
@@ -96,8 +96,8 @@ def _region(center: tuple[float, float], shape: tuple[int, int]) -> str:
 
 
 def _motion(ratio: float | None, label: str, config: MotionConfig) -> str:
-    if ratio is None:
-        return "just appearing"
+    if ratio is None:  # first sighting: no motion known yet
+        return ""
     if ratio < config.still_below:
         return "standing still" if label == "person" else "not moving"
     if ratio > config.very_fast_above:
@@ -169,7 +169,7 @@ class DetectorDescriber(Describer):
             ratio = None if speed is None else speed / self.motion.normal_speed
             action = _motion(ratio, det.label, self.motion)
             (people if det.label == "person" else others).append(
-                (det, f"{action} {_region(det.center, shape)}"))
+                (det, " ".join(filter(None, (action, _region(det.center, shape))))))
         if not people:
             text = "There are no people in the image."
         else:

@@ -108,6 +108,8 @@ def test_rule_atoms_keep_examples_and_drop_single_word_alternatives():
     assert rule_atoms("Using any non-walking movement such as riding a bicycle or scooter, "
                       "skateboarding")[1:] == ["Using any non-walking movement",
                                                "riding a bicycle", "scooter", "skateboarding"]
+    assert rule_atoms("Yellow objects (when not commonly seen)") == [
+        "Yellow objects (when not commonly seen)", "Yellow objects"]
     assert rule_atoms("Damaged manhole cover or trees") == ["Damaged manhole cover or trees",
                                                             "Damaged manhole cover"]
     assert split_clauses("One person walks, another runs. Trees.") == [
@@ -322,8 +324,8 @@ def test_detector_describer_words_motion_relative_to_normal_speed():
     for t in range(4):
         describer.detector = lambda _image, t=t: boxes(t)
         texts.append(describer.describe([_frame(t, image)])[0])
-    assert texts[0].startswith("There is 1 person in the image. The first person is just "
-                               "appearing on the lower left.")
+    assert texts[0].startswith("There is 1 person in the image. The first person is on the lower "
+                               "left.")
     assert texts[3] == ("There is 1 person in the image. The first person is walking at normal "
                         "speed on the lower left. Other than people, there is a bicycle moving "
                         "very fast (4.0x normal walking speed) in the upper center, a bench not "

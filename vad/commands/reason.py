@@ -77,6 +77,8 @@ def register_more(commands: argparse._SubParsersAction) -> None:
     de.add_argument("--prefix", default="test", help="file name prefix (default test)")
     de.add_argument("--calibrate", nargs="+", metavar="NORMAL_VIDEO",
                     help="detector: measure normal walking speed on these normal videos")
+    de.add_argument("--normal-speed", type=float,
+                    help="detector: normal walking speed in body heights/s (as --calibrate prints)")
     de.set_defaults(func=run_describe)
 
     ind = commands.add_parser("induce", help="rules from descriptions of normal frames")
@@ -111,8 +113,12 @@ def run_describe(args: argparse.Namespace) -> int:
         if args.describer != "detector":
             raise VadError("--calibrate applies to --describer detector only")
         speed = calibrate_normal_speed(describer, [open_source(v) for v in args.calibrate])
-        describer.motion = MotionConfig(normal_speed=speed)
         print(f"normal walking speed: {speed:.3f} body heights/s")
+        args.normal_speed = speed
+    if args.normal_speed:
+        if args.describer != "detector":
+            raise VadError("--normal-speed applies to --describer detector only")
+        describer.motion = MotionConfig(normal_speed=args.normal_speed)
     for video in args.videos:
         source = open_source(video)
         if hasattr(describer, "reset"):
