@@ -16,6 +16,7 @@ import numpy as np
 
 from reasoning.evaluation import read_descriptions, video_key
 from reasoning.registry import Registry
+from reasoning.yolox import Detection, YoloxDetector
 from vad.errors import VadError
 from vad.types import Frame
 
@@ -114,8 +115,6 @@ class DetectorDescriber(Describer):
 
     def __init__(self, model_path: str | Path | None = None, score_threshold: float = 0.3,
                  motion: MotionConfig = MotionConfig()):
-        from reasoning.yolox import YoloxDetector
-
         self.detector = YoloxDetector(model_path, score_threshold)
         self.motion = motion
         self._tracks: dict[str, list[_Track]] = {}
@@ -128,8 +127,8 @@ class DetectorDescriber(Describer):
     def describe(self, frames: Sequence[Frame]) -> list[str]:
         return [self._describe_one(frame) for frame in frames]
 
-    def speeds(self, frame: Frame) -> list[tuple[str, float | None]]:
-        """(label, speed in body heights/s or None when new) per detection, tracks updated."""
+    def speeds(self, frame: Frame) -> list[tuple[Detection, float | None]]:
+        """(detection, speed in body heights/s or None when new), tracks updated."""
         camera = frame.camera_id
         gap = frame.timestamp - self._last_time.get(camera, -np.inf)
         if not 0 < gap <= self.motion.max_gap_s:
@@ -152,7 +151,7 @@ class DetectorDescriber(Describer):
         self._tracks[camera] = current
         return out
 
-    def _match(self, tracks: list[_Track], det, gap: float) -> _Track | None:
+    def _match(self, tracks: list[_Track], det: Detection, gap: float) -> _Track | None:
         candidates = [t for t in tracks if t.label == det.label]
         if not candidates:
             return None
