@@ -63,8 +63,15 @@ def build_deducer(mode: str, rules: Rules, llm: LLM | None = None,
     raise VadError(f"unknown deduction {mode!r}; expected one of {', '.join(DEDUCTION_MODES)}")
 
 
+# "There are 12 people in the image": the answer to the describer's counting question,
+# present in every description, evidence of nothing.
+_HEAD_COUNT = re.compile(r"^there (is|are) (\w+|no) (people|persons?)( in the (image|frame))?$",
+                         re.I)
+
+
 def split_clauses(description: str) -> list[str]:
-    return [c.strip() for c in re.split(r"[.;,:!?\n]", description) if len(c.strip()) > 3]
+    clauses = [c.strip() for c in re.split(r"[.;,:!?\n]", description)]
+    return [c for c in clauses if len(c) > 3 and not _HEAD_COUNT.match(c)]
 
 
 _ALTERNATIVES = re.compile(r",|\bor\b|\band\b|/")

@@ -13,25 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from reasoning.deduction import DEDUCTION_MODES, Deducer, build_deducer
 from reasoning.describers import Describer, build_describer
 from reasoning.llm import build_llm
 from reasoning.rules import load_rules
+from vad.config import ReasoningConfig
 from vad.errors import VadError
 from vad.types import Event, Frame
-
-
-class ReasoningConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    rules: str = Field(description="rules file (four sections)")
-    describer: str = "detector"
-    describer_params: dict[str, Any] = Field(default_factory=dict)
-    deduction: str = "embed"
-    llm: str | None = Field(None, description="transformers:DIR or openai:URL[#MODEL]")
-    keyframes: int = Field(3, ge=1, description="frames of the event judged, peak included")
 
 
 @dataclass

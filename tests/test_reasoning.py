@@ -112,7 +112,8 @@ def test_rule_atoms_keep_examples_and_drop_single_word_alternatives():
         "Yellow objects (when not commonly seen)", "Yellow objects"]
     assert rule_atoms("Damaged manhole cover or trees") == ["Damaged manhole cover or trees",
                                                             "Damaged manhole cover"]
-    assert split_clauses("One person walks, another runs. Trees.") == [
+    assert split_clauses("There are 12 people in the image. One person walks, another runs. "
+                         "Trees.") == [
         "One person walks", "another runs", "Trees"]
 
 
