@@ -54,7 +54,7 @@ def split_description(description: str) -> tuple[str, str]:
 
 
 class Reasoner:
-    def __init__(self, describer: Describer, deducer: Deducer, keyframes: int = 3):
+    def __init__(self, describer: Describer, deducer: Deducer, keyframes: int):
         self.describer = describer
         self.deducer = deducer
         self.keyframes = keyframes

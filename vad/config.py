@@ -65,7 +65,7 @@ class ReasoningConfig(_Section):
     describer_params: dict[str, Any] = Field(default_factory=dict)
     deduction: str = "embed"  # embed | llm
     llm: str | None = None  # transformers:DIR or openai:URL[#MODEL], for deduction llm
-    keyframes: int = Field(3, ge=1, description="event frames judged, peak included")
+    keyframes: int = Field(8, ge=1, description="event frames judged, peak included")
 
 
 class VadConfig(_Section):
