@@ -417,6 +417,24 @@ def test_reason_eval_prints_micro_auc_last(tmp_path, capsys):
     assert (tmp_path / "scores.png").stat().st_size > 0
 
 
+def test_reason_eval_with_llm_deduction_over_an_endpoint(tmp_path, chat_server, capsys):
+    from vad.cli import main
+
+    url, handler = chat_server
+    desc, labels, rules_path = _benchmark(tmp_path)
+    truth = [0] * 10 + [1] * 10 + [0] * 12 + [1] * 8  # videos 01 then 02, frames in order
+    answers = {0: "Verdict: Normal\nRule: None\nReason: People walk.",
+               1: "Verdict: Anomaly\nRule: Riding a bicycle\nReason: Someone rides."}
+    handler.script = [(200, answers[y], 0) for y in truth]
+    handler.script.insert(5, (200, "garbled", 0))  # one malformed answer, then its retry
+    assert main(["reason", "eval", str(desc), "--labels", str(labels), "--rules",
+                 str(rules_path), "--deduction", "llm", "--llm", f"openai:{url}"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "invalid_answers=0" in out[-3] and out[-1].startswith("micro_auc=")
+    assert float(out[-1].split("=")[1]) > 0.9
+    assert len(handler.requests) == len(truth) + 1
+
+
 def test_reason_eval_rejects_mismatched_descriptions(tmp_path, capsys):
     from vad.cli import main
 
