@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -33,4 +34,8 @@ class Registry(Generic[T]):
         except KeyError:
             raise VadError(f"unknown {self.kind} {name!r}; available: "
                            f"{', '.join(self.names())}") from None
+        try:
+            inspect.signature(factory).bind(**params)
+        except TypeError as exc:
+            raise VadError(f"{self.kind} {name!r}: {exc}") from None
         return factory(**params)

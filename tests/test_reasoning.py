@@ -290,6 +290,8 @@ def test_file_describer_reads_lines_by_camera_and_index(tmp_path):
         "frame one", "frame zero"]
     with pytest.raises(VadError, match="no description for frame 5"):
         describer.describe([_frame(5, image, "07")])
+    with pytest.raises(VadError, match="describer 'files': missing a required argument"):
+        build_describer("files")
 
 
 def _yolox_path() -> Path:

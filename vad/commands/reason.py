@@ -72,7 +72,7 @@ def register_more(commands: argparse._SubParsersAction) -> None:
     de = commands.add_parser("describe", help="write per-frame descriptions of videos")
     de.add_argument("videos", nargs="+", help="video files or frame folders")
     de.add_argument("--out", required=True, help="directory for <prefix>_<video>.txt files")
-    de.add_argument("--describer", default="detector", help="detector | vlm | files")
+    de.add_argument("--describer", choices=("detector", "vlm"), default="detector")
     de.add_argument("--model", help="detector: YOLOX ONNX path; vlm: HF id or directory")
     de.add_argument("--prefix", default="test", help="file name prefix (default test)")
     de.add_argument("--calibrate", nargs="+", metavar="NORMAL_VIDEO",
