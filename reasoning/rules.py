@@ -57,6 +57,15 @@ def _section_of(header: str) -> str | None:
     return f"{polarity}_{topic}" if polarity and topic else None
 
 
+def _header_section(line: str, numbered: bool) -> str | None:
+    """The section a header line opens. Numbered headers ("1. **Normal Human Activities:**",
+    as small models write them) must end with a colon so that rules are not taken for them."""
+    stripped = re.sub(r"\*\*|__|#", "", line).strip()
+    if not stripped or len(stripped) >= 80 or (numbered and not stripped.endswith(":")):
+        return None
+    return _section_of(stripped.rstrip(":").strip())
+
+
 def _clean(rule: str) -> str:
     return re.sub(r"\*\*|__", "", rule).strip().rstrip(".").strip()
 
@@ -67,14 +76,12 @@ def parse_rules(text: str, where: str = "rules") -> Rules:
     current: str | None = None
     for line in text.splitlines():
         item = _NUMBERED.match(line)
-        if item and current is not None:
-            rule = _clean(item.group(1))
-            if rule:
-                getattr(rules, current).append(rule)
-            continue
-        stripped = line.strip().strip("*#: ").strip()
-        if stripped and not item and (section := _section_of(stripped)) and len(stripped) < 80:
-            current = section
+        content = item.group(1) if item else line
+        header = _header_section(content, numbered=item is not None)
+        if header:
+            current = header
+        elif item and current is not None and (rule := _clean(content)):
+            getattr(rules, current).append(rule)
     if not rules.anomaly and not rules.normal:
         raise VadError(f"{where}: no rules found; expected sections like "
                        f"'{TITLES['anomaly_human']}:' followed by numbered rules")

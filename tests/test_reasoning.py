@@ -49,6 +49,16 @@ def test_parse_paper_format_in_any_section_order():
     assert r.normal_object == ["Trees along the street or Plants present"]
 
 
+def test_parse_numbered_headers_and_bullets_as_small_models_write_them():
+    answer = ("Here are the rules:\n1. **Normal Human Activities:**\n- Walking on the left.\n"
+              "2. **Anomaly Human Activities:**\n- Running fast\n* Riding a bike\n"
+              "3. Normal objects: trees are normal\n")
+    parsed = parse_rules(answer)
+    assert parsed.normal_human == ["Walking on the left"]
+    assert parsed.anomaly_human == ["Running fast", "Riding a bike",
+                                    "Normal objects: trees are normal"]
+
+
 def test_written_rules_read_back_identically(tmp_path):
     path = tmp_path / "rules.txt"
     path.write_text(format_rules(rules()))
