@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "vad.commands.run",
     "vad.commands.eval",
     "vad.commands.dashboard",
+    "vad.commands.publish",
+    "vad.commands.serve",
     "vad.commands.reason",
 ]
 

@@ -148,8 +148,7 @@ class Pipeline:
             return -1
         open_start = camera.detector.open_start
         done = camera.last_fused if open_start is None else open_start - 1
-        if open_start is None:
-            self._flush_scores(camera, camera_id)
+        self._flush_scores(camera, camera_id)  # settled frames' scores must be stored too
         return done - camera.history
 
     def close(self) -> None:
