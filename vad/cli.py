@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "vad.commands.dashboard",
     "vad.commands.publish",
     "vad.commands.serve",
+    "vad.commands.reason",
 ]
 
 
