@@ -31,12 +31,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     source = open_source(args.source, camera_id=args.camera or config.camera_id)
     with open_store(args.store or config.store) as store:
-        reasoner = None
-        if config.reasoning is not None:
-            from reasoning.reasoner import build_reasoner
-
-            reasoner = build_reasoner(config.reasoning)
-        pipeline = Pipeline.from_config(config, store, reasoner)
+        pipeline = Pipeline.from_config(config, store)
         frames = tqdm(source, total=len(source) or None, desc=f"camera {source.camera_id}",
                       unit="frame", disable=args.no_progress)
         try:
