@@ -80,8 +80,9 @@ def test_alerts_are_explained_by_the_reasoner(setup, tmp_path):
     assert stored.rule == "no vehicles on the walkway" and stored.objects == "1 object"
     assert stored.explanation == f"peak at {stored.peak_frame}"
     seen = reasoner.frames_seen[0]
-    assert 2 <= len(seen) <= 8 and seen == sorted(seen)
-    assert stored.start_frame <= seen[0] and seen[-1] <= stored.end_frame
+    assert 2 <= len(seen) <= 10 and seen == sorted(seen)
+    assert stored.peak_frame in seen and stored.peak_frame - 1 in seen  # speed at the peak
+    assert stored.start_frame - 1 <= seen[0] and seen[-1] <= stored.end_frame
 
 
 def test_fusion_of_two_scorers_and_settled_frames(setup, tmp_path):

@@ -90,6 +90,9 @@ class _Camera:
     last_fused: int = -1
     score_rows: list[tuple[int, float, float]] = field(default_factory=list)
     peak_frame: Frame | None = None
+    # The frame fused just before the peak: with it the reasoner measures speed at the peak.
+    before_peak: Frame | None = None
+    previous: Frame | None = None
     peak_heatmap: np.ndarray | None = None
     samples: _Samples | None = None
 
@@ -106,6 +109,11 @@ class Pipeline:
     @classmethod
     def from_config(cls, config: VadConfig, store: AlertStore,
                     reasoner: Reasoner | None = None) -> "Pipeline":
+        """Scorers from their checkpoints; the reasoner from `config.reasoning` unless given."""
+        if reasoner is None and config.reasoning is not None:
+            from reasoning.reasoner import build_reasoner
+
+            reasoner = build_reasoner(config.reasoning)
         return cls(load_slots(config), config, store, reasoner)
 
     def process(self, frame: Frame) -> list[Alert]:
@@ -148,8 +156,7 @@ class Pipeline:
             return -1
         open_start = camera.detector.open_start
         done = camera.last_fused if open_start is None else open_start - 1
-        if open_start is None:
-            self._flush_scores(camera, camera_id)
+        self._flush_scores(camera, camera_id)  # settled frames' scores must be stored too
         return done - camera.history
 
     def close(self) -> None:
@@ -210,6 +217,7 @@ class Pipeline:
             camera.last_fused = frame.index
             camera.score_rows.append((frame.index, frame.timestamp, score))
             alert = self._detect(camera, frame, heatmap, score)
+            camera.previous = frame
             if alert is not None:
                 alerts.append(alert)
             if len(camera.score_rows) >= SCORE_FLUSH_ROWS:
@@ -230,6 +238,7 @@ class Pipeline:
             camera.samples.add(frame)
         if camera.detector.open_peak == frame.index:
             camera.peak_frame, camera.peak_heatmap = frame, heatmap
+            camera.before_peak = camera.previous
         return None
 
     def _raise(self, camera: _Camera, event: Event) -> Alert:
@@ -242,8 +251,9 @@ class Pipeline:
         self._flush_scores(camera, event.camera_id)
         self.store.put(alert)
         if self._explainer and camera.samples:
-            self._explainer.submit(alert, event, camera.samples.frames)
+            self._explainer.submit(alert, event, _reasoning_frames(camera))
         camera.samples, camera.peak_frame, camera.peak_heatmap = None, None, None
+        camera.before_peak = None
         return alert
 
     def _flush_scores(self, camera: _Camera, camera_id: str) -> None:
@@ -251,6 +261,12 @@ class Pipeline:
             indices, timestamps, scores = zip(*camera.score_rows)
             self.store.record_scores(camera_id, indices, timestamps, scores)
             camera.score_rows.clear()
+
+
+def _reasoning_frames(camera: _Camera) -> list[Frame]:
+    """Frames spread over the event plus the pair at its peak, in order."""
+    frames = camera.samples.frames + [camera.before_peak, camera.peak_frame]
+    return sorted({f.index: f for f in frames if f is not None}.values(), key=lambda f: f.index)
 
 
 class _ExplainWorker:
