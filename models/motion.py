@@ -151,7 +151,7 @@ class _Consistency:
         self.tensors = tensors or {}
 
     @classmethod
-    def fit(cls, appearance: np.ndarray, motion: np.ndarray, dim: int) -> "_Consistency":
+    def fit(cls, appearance: np.ndarray, motion: np.ndarray, dim: int) -> _Consistency:
         mean_a, mean_m = appearance.mean(0), motion.mean(0)
         white_a = _whitener(appearance - mean_a)
         white_m = _whitener(motion - mean_m)

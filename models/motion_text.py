@@ -76,7 +76,7 @@ def _blob(moving: np.ndarray, window: tuple[slice, slice]) -> np.ndarray:
 
 
 def describe_motion(flows: np.ndarray, cell_scores: np.ndarray, normal_speed: np.ndarray,
-                    config: "MotionConfig") -> MotionDescription | None:
+                    config: MotionConfig) -> MotionDescription | None:
     """Describe the most unusual moving blob.
 
     flows: (T, H, W, 2) optical flow; cell_scores: (T, h, w) anomaly of each 2x2-block cell
@@ -111,7 +111,7 @@ class _Observation:
 
 
 def _observe(flow: np.ndarray, cells: np.ndarray, normal_speed: np.ndarray,
-             config: "MotionConfig", offset: int) -> _Observation | None:
+             config: MotionConfig, offset: int) -> _Observation | None:
     """The blob under the most unusual cell of one frame, or None when it does not move."""
     block = config.block
     row, col = np.unravel_index(np.argmax(cells), cells.shape)

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import moving_square, write_video
+
 from models import get_scorer, load_scorer
 from models.flow import DenseFlow, flow_masked_frame
 from models.motion_text import direction_name, region_name
@@ -13,7 +13,7 @@ from vad.scoring import score_source
 from vad.types import Frame
 
 SIZE = (64, 96)
-TINY = dict(size=SIZE, block=8, bank_size=400, consistency_dim=4)
+TINY = {"size": SIZE, "block": 8, "bank_size": 400, "consistency_dim": 4}
 
 
 def square_clip(n: int, speed: int, top: int, start: int, side: int = 12) -> np.ndarray:
@@ -27,14 +27,14 @@ def square_clip(n: int, speed: int, top: int, start: int, side: int = 12) -> np.
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
+def scorer(tmp_path_factory):
     folder = tmp_path_factory.mktemp("motion")
     normal = [VideoFileSource(write_video(folder / f"normal{i}.mp4",
                                           square_clip(24, 2, top, 4 + 6 * i)))
               for i, top in enumerate((8, 26, 44))]
-    scorer = get_scorer("motion", **TINY)
-    scorer.fit(normal, progress=False)
-    return scorer, folder
+    fitted = get_scorer("motion", **TINY)
+    fitted.fit(normal, progress=False)
+    return fitted
 
 
 def test_flow_mask_keeps_only_the_moving_square():
@@ -50,8 +50,7 @@ def test_flow_mask_keeps_only_the_moving_square():
     assert not masked[~near].any()  # ... and the static background far from it is zeroed
 
 
-def test_fast_object_scores_above_the_normal_motion(fitted, tmp_path):
-    scorer, folder = fitted
+def test_fast_object_scores_above_the_normal_motion(scorer, tmp_path):
     normal = score_source(scorer, VideoFileSource(write_video(
         tmp_path / "normal.mp4", square_clip(24, 2, 30, 10)))).scores
     fast = score_source(scorer, VideoFileSource(write_video(
@@ -61,8 +60,7 @@ def test_fast_object_scores_above_the_normal_motion(fitted, tmp_path):
     assert scorer.calibration.count > 0
 
 
-def test_save_load_round_trip_gives_identical_scores(fitted, tmp_path):
-    scorer, _ = fitted
+def test_save_load_round_trip_gives_identical_scores(scorer, tmp_path):
     source = VideoFileSource(write_video(tmp_path / "fast.mp4", square_clip(10, 8, 30, 4)))
     loaded = load_scorer(scorer.save(tmp_path / "ckpt"))
     before, after = score_source(scorer, source), score_source(loaded, source)
@@ -70,8 +68,7 @@ def test_save_load_round_trip_gives_identical_scores(fitted, tmp_path):
     assert loaded.calibration == scorer.calibration
 
 
-def test_description_names_direction_and_region(fitted):
-    scorer, _ = fitted
+def test_description_names_direction_and_region(scorer):
     frames = square_clip(8, -8, 46, 80)  # fast, right to left, in the lower third
     description = scorer.describe_motion(frames)
     assert description.direction == "right to left"
@@ -85,8 +82,7 @@ def test_description_names_direction_and_region(fitted):
     assert scorer.describe(sampled) == text
 
 
-def test_still_or_normal_motion_is_described_as_no_unusual_motion(fitted):
-    scorer, _ = fitted
+def test_still_or_normal_motion_is_described_as_no_unusual_motion(scorer):
     still = np.repeat(square_clip(1, 0, 30, 30), 4, axis=0)
     assert scorer.describe(still) == "no unusual motion"
     assert scorer.describe(square_clip(8, 2, 26, 20)) == "no unusual motion"
