@@ -6,6 +6,8 @@ test it is both faster and more accurate than Farneback (see docs/motion.md).
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 
@@ -33,8 +35,17 @@ class DenseFlow:
         if method not in FLOW_METHODS:
             raise VadError(f"unknown flow method {method!r}; available: {', '.join(FLOW_METHODS)}")
         self.method = method
-        self._dis = (cv2.DISOpticalFlow_create(DIS_PRESETS[method[4:]])
-                     if method.startswith("dis-") else None)
+        # One DIS instance per thread: the pipeline describes events on a worker thread while
+        # the main thread scores, and an OpenCV algorithm object is not safe to share.
+        self._local = threading.local()
+
+    @property
+    def _dis(self):
+        if not self.method.startswith("dis-"):
+            return None
+        if not hasattr(self._local, "dis"):
+            self._local.dis = cv2.DISOpticalFlow_create(DIS_PRESETS[self.method[4:]])
+        return self._local.dis
 
     def __call__(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
         if previous.ndim != 2 or previous.shape != current.shape:

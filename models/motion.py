@@ -309,8 +309,10 @@ class MotionScorer(Scorer):
         return describe_motion(flows, np.where(scores >= floor, scores, 0.0), self.normal_speed,
                                self.config)
 
-    def describe(self, frames: np.ndarray | Sequence[Frame]) -> str:
+    def describe(self, frames: np.ndarray | Sequence[Frame]) -> str | None:
         """A short factual sentence on what moves unusually in `frames` (see describe_motion)."""
+        if len(frames) < 2:
+            return None  # motion needs two frames
         description = self.describe_motion(frames)
         return description.text if description is not None else "no unusual motion"
 
