@@ -33,7 +33,7 @@ class PostprocessConfig(_Section):
     # normaliser, counted as this many frames of history.
     calibration_weight: int = Field(500, ge=0)
     # The running normaliser adapts only to frames below this z-score (normal-looking ones).
-    adapt_below: float = 2.0
+    adapt_below: float = 1.0
 
 
 class EventConfig(_Section):
