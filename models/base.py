@@ -60,6 +60,8 @@ class Scorer(ABC):
     def __init__(self, config: Any | None = None):
         self.config = config if config is not None else self.Config()
         self.calibration = Calibration()
+        # Where a long `fit` may write periodic checkpoints and resume from (set by callers).
+        self.work_dir: Path | None = None
 
     @property
     @abstractmethod

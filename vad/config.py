@@ -32,6 +32,8 @@ class PostprocessConfig(_Section):
     # Weight of the scorer's calibration (normal footage) statistics in the running
     # normaliser, counted as this many frames of history.
     calibration_weight: int = Field(500, ge=0)
+    # The running normaliser adapts only to frames below this z-score (normal-looking ones).
+    adapt_below: float = 2.0
 
 
 class EventConfig(_Section):

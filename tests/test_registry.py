@@ -1,0 +1,81 @@
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from conftest import moving_square, write_video
+from models import get_scorer, list_scorers, load_scorer, register_scorer
+from models.base import InputSpec, Scorer
+from streams.sources import open_source
+from vad.errors import VadError
+from vad.scoring import score_source
+
+
+@pytest.fixture(scope="module")
+def normal_videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("normal")
+    return [open_source(write_video(folder / f"n{i}.mp4", moving_square(n=16, speed=2 + i)))
+            for i in range(2)]
+
+
+def test_builtin_scorers_are_registered():
+    assert "frame-diff" in list_scorers()
+    with pytest.raises(VadError, match="unknown scorer 'nope'; available: .*frame-diff"):
+        get_scorer("nope")
+
+
+def test_register_get_and_duplicate_name():
+    @dataclass(frozen=True)
+    class Cfg:
+        gain: float = 1.0
+
+    @register_scorer("test-constant")
+    class Constant(Scorer):
+        Config = Cfg
+
+        @property
+        def input_spec(self):
+            return InputSpec(None, True, 0)
+
+        def score(self, clip):
+            raise NotImplementedError
+
+    assert get_scorer("test-constant", gain=2.0).config.gain == 2.0
+    with pytest.raises(ValueError, match="already registered"):
+        register_scorer("test-constant")(type("Other", (Constant,), {}))
+    with pytest.raises(VadError, match="unknown config keys"):
+        get_scorer("test-constant", gian=2.0)
+
+
+def test_frame_diff_save_load_round_trip_gives_identical_scores(tmp_path, normal_videos):
+    scorer = get_scorer("frame-diff", size=(32, 48), cell=8)
+    scorer.fit(normal_videos, progress=False)
+    assert scorer.calibration.count > 0 and scorer.calibration.std > 0
+    checkpoint = scorer.save(tmp_path / "ckpt")
+    assert json.loads((checkpoint / "config.json").read_text())["scorer"] == "frame-diff"
+    loaded = load_scorer(checkpoint)
+    assert loaded.config == scorer.config and loaded.calibration == scorer.calibration
+    before = score_source(scorer, normal_videos[0])
+    after = score_source(loaded, normal_videos[0])
+    np.testing.assert_array_equal(before.scores, after.scores)
+    np.testing.assert_array_equal(before.indices, np.arange(1, 16))
+
+
+def test_frame_diff_scores_unusual_motion_higher(tmp_path, normal_videos):
+    scorer = get_scorer("frame-diff", size=(32, 48), cell=8)
+    scorer.fit(normal_videos, progress=False)
+    fast = open_source(write_video(tmp_path / "fast.mp4", moving_square(n=16, speed=6, side=20)))
+    assert score_source(scorer, fast).scores.mean() > score_source(scorer, normal_videos[0]).scores.mean()
+
+
+def test_loading_a_bad_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(VadError, match="not a checkpoint"):
+        load_scorer(tmp_path)
+    (tmp_path / "config.json").write_text("{broken")
+    with pytest.raises(VadError, match="invalid JSON"):
+        load_scorer(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"scorer": "frame-diff",
+                                                       "config": {"cells": 3}}))
+    with pytest.raises(VadError, match="unknown config keys"):
+        load_scorer(tmp_path)

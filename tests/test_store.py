@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from vad.errors import VadError
+from vad.stores import AlertQuery, open_store
+from vad.types import Alert
+
+
+def make_alert(camera="cam", start=10, score=5.0, start_time=1.0, **extra):
+    return Alert(id=f"{camera}:{start}", camera_id=camera, start_frame=start, end_frame=start + 9,
+                 start_time=start_time, end_time=start_time + 0.9, peak_frame=start + 3,
+                 peak_score=score, mean_score=score - 1, **extra)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with open_store(f"sqlite:///{tmp_path}/alerts.db") as s:
+        yield s
+
+
+def test_reprocessing_never_duplicates_and_keeps_operator_state(store):
+    assert store.put(make_alert()) is True
+    store.set_status("cam:10", "acknowledged", "checked on site")
+    updated = make_alert(score=7.0, explanation="a cyclist", keyframe_jpeg=b"\xff\xd8jpeg")
+    assert store.put(updated) is False
+    (alert,) = store.query()
+    assert alert.peak_score == 7.0 and alert.explanation == "a cyclist"
+    assert alert.status == "acknowledged" and alert.note == "checked on site"
+    assert alert.keyframe_jpeg == b"\xff\xd8jpeg"
+
+
+def test_query_filters_and_newest_first(store):
+    store.put(make_alert("a", 1, 3.0, start_time=1, created_at=100.0))
+    store.put(make_alert("a", 50, 9.0, start_time=5, created_at=200.0))
+    store.put(make_alert("b", 7, 6.0, start_time=0.7, created_at=150.0))
+    store.set_status("b:7", "resolved")
+    assert [a.id for a in store.query()] == ["a:50", "b:7", "a:1"]
+    assert [a.id for a in store.query(AlertQuery(camera_id="a"))] == ["a:50", "a:1"]
+    assert [a.id for a in store.query(AlertQuery(min_score=5))] == ["a:50", "b:7"]
+    assert [a.id for a in store.query(AlertQuery(status="resolved"))] == ["b:7"]
+    assert [a.id for a in store.query(AlertQuery(since=0.8, until=4))] == ["a:1"]
+    assert store.cameras() == ["a", "b"]
+
+
+def test_status_must_be_known_and_alert_must_exist(store):
+    store.put(make_alert())
+    with pytest.raises(VadError, match="unknown alert status"):
+        store.set_status("cam:10", "ignored")
+    with pytest.raises(VadError, match="no alert"):
+        store.set_status("cam:99", "resolved")
+
+
+def test_score_timeline_overwrites_reprocessed_frames(store):
+    store.record_scores("cam", [0, 1, 2], [0.0, 0.1, 0.2], [1.0, 2.0, 3.0])
+    store.record_scores("cam", [2, 3], [0.2, 0.3], [5.0, 4.0])
+    series = store.scores("cam", start_frame=1)
+    assert series.indices.tolist() == [1, 2, 3]
+    np.testing.assert_allclose(series.scores, [2.0, 5.0, 4.0])
+    assert store.scores("other").scores.size == 0
+
+
+def test_unknown_scheme_and_broken_file(tmp_path):
+    with pytest.raises(VadError, match="unknown alert store scheme 'mongo'"):
+        open_store("mongo://x")
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(VadError, match="not a usable SQLite alert store"):
+        open_store(f"sqlite:///{bad}")

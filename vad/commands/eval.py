@@ -1,0 +1,79 @@
+"""`vad eval DATASET --scorer NAME[+NAME] [--checkpoint DIR]...`: frame AUC on a benchmark."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from models import get_scorer
+from vad.commands.common import add_config_args, add_scorer_args, config_from_args
+from vad.datasets import load_benchmark
+from vad.errors import VadError
+from vad.evaluation import evaluate
+from vad.pipeline import ScorerSlot, load_slots
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("eval", help="evaluate scorers on a benchmark dataset",
+                                   description=__doc__)
+    parser.add_argument("dataset", type=Path, help="benchmark folder, e.g. ../shared/data/ped2")
+    add_scorer_args(parser)
+    add_config_args(parser)
+    parser.add_argument("--out", type=Path, help="report folder (default runs/eval-SCORER)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def _slots(config, benchmark, out: Path, progress: bool) -> list[ScorerSlot]:
+    """Checkpointed scorers are loaded; the others are fitted on the benchmark's train split."""
+    missing = [spec for spec in config.scorers if spec.checkpoint is None]
+    if missing and not benchmark.train:
+        raise VadError(f"{benchmark.root}: no train split to fit {missing[0].name!r}; "
+                       "pass --checkpoint")
+    for spec in missing:
+        scorer = get_scorer(spec.name, **spec.params)
+        scorer.work_dir = out / "checkpoints" / spec.name
+        scorer.fit([open_source() for open_source in benchmark.train], progress=progress)
+        spec.checkpoint = str(scorer.save(scorer.work_dir))
+    return load_slots(config)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    benchmark = load_benchmark(args.dataset)
+    name = "+".join(spec.name for spec in config.scorers)
+    out = args.out or Path("runs") / f"eval-{name}"
+    slots = _slots(config, benchmark, out, not args.no_progress)
+    report = evaluate(slots, benchmark, config.postprocess, out, config.window.batch,
+                      progress=not args.no_progress)
+    _print_report(report, out)
+    print(f"online_micro_auc={report['online']['micro_auc']:.4f}")
+    print(f"micro_auc={report['micro_auc']:.4f}")
+    return 0
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _print_report(report: dict, out: Path) -> None:
+    console = Console(highlight=False, width=max(Console().width, 110))
+    table = Table(title="per-video frame AUC / AP")
+    for column in ("video", "frames", "anomalous", "offline AUC", "offline AP", "online AUC",
+                   "online AP"):
+        table.add_column(column, justify="right")
+    for off, on in zip(report["offline"]["per_video"], report["online"]["per_video"]):
+        table.add_row(off["video"], str(off["frames"]), str(off["anomalous"]), _fmt(off["auc"]),
+                      _fmt(off["ap"]), _fmt(on["auc"]), _fmt(on["ap"]))
+    console.print(table)
+    for protocol in ("offline", "online"):
+        m = report[protocol]
+        console.print(f"{protocol:>7}: micro AUC {_fmt(m['micro_auc'])}  macro AUC "
+                      f"{_fmt(m['macro_auc'])} (over {m['macro_videos']} videos with both "
+                      f"classes)  AP {_fmt(m['ap'])}")
+    console.print(f"  pixel: AUC {_fmt(report['pixel_auc'])} at "
+                  f"{report['heatmap_size'][0]}x{report['heatmap_size'][1]}")
+    console.print(f"report: {out / 'report.json'}  plots: {out / 'scores.png'}, {out / 'roc.png'}")

@@ -1,0 +1,57 @@
+"""Evaluation figures: per-video score curves against ground truth, ROC curves."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from vad.postprocess import minmax_normalize  # noqa: E402
+
+
+def plot_video_scores(videos, protocols: dict[str, list[np.ndarray]], path: Path) -> Path:
+    cols = 3
+    rows = math.ceil(len(videos) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 2.4 * rows), squeeze=False)
+    for ax, (i, video) in zip(axes.flat, enumerate(videos)):
+        frames = np.arange(len(video.labels))
+        ax.fill_between(frames, 0, video.labels, step="mid", color="tab:red", alpha=0.18,
+                        label="anomalous (ground truth)")
+        for name, scores in protocols.items():
+            ax.plot(frames, minmax_normalize(scores[i]), lw=1.2, label=f"{name} score")
+        ax.set_title(f"video {video.name}", fontsize=9)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("frame", fontsize=8)
+    for ax in list(axes.flat)[len(videos):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("anomaly score (min-max scaled for display) vs ground truth")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_roc(videos, protocols: dict[str, list[np.ndarray]], report: dict[str, Any],
+             path: Path) -> Path:
+    labels = np.concatenate([v.labels for v in videos])
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, scores in protocols.items():
+        fpr, tpr, _ = roc_curve(labels, np.concatenate(scores))
+        ax.plot(fpr, tpr, label=f"{name}: micro AUC {report[name]['micro_auc']:.4f}")
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("frame-level ROC")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

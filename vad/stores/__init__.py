@@ -1,0 +1,6 @@
+"""Alert stores by URL: `open_store("sqlite:///vad.db")`."""
+
+from vad.stores.base import AlertQuery, AlertStore, ScoreSeries, open_store, register_store
+from vad.stores import sqlite  # noqa: F401  (registers sqlite://)
+
+__all__ = ["AlertQuery", "AlertStore", "ScoreSeries", "open_store", "register_store"]

@@ -1,0 +1,128 @@
+"""Embedded SQLite alert store: the default, no server needed."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from vad.errors import VadError
+from vad.stores.base import AlertQuery, AlertStore, ScoreSeries, check_status, register_store
+from vad.types import Alert
+
+_ALERT_FIELDS = [f.name for f in fields(Alert)]
+# Columns an operator owns: re-processing a stream must not reset them.
+_OPERATOR_FIELDS = {"status", "note", "created_at"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY, camera_id TEXT NOT NULL, start_frame INTEGER, end_frame INTEGER,
+    start_time REAL, end_time REAL, peak_frame INTEGER, peak_score REAL, mean_score REAL,
+    created_at REAL, status TEXT, note TEXT, explanation TEXT, rule TEXT,
+    motion_description TEXT, objects TEXT, keyframe_jpeg BLOB, heatmap_png BLOB
+);
+CREATE INDEX IF NOT EXISTS alerts_camera_time ON alerts (camera_id, start_time);
+CREATE TABLE IF NOT EXISTS scores (
+    camera_id TEXT NOT NULL, frame INTEGER NOT NULL, timestamp REAL, score REAL,
+    PRIMARY KEY (camera_id, frame)
+);
+"""
+
+
+class SQLiteAlertStore(AlertStore):
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise VadError(f"{self.path}: not a usable SQLite alert store ({exc})") from None
+        self._lock = threading.Lock()
+
+    def put(self, alert: Alert) -> bool:
+        values = {name: getattr(alert, name) for name in _ALERT_FIELDS}
+        updates = ", ".join(f"{n}=excluded.{n}" for n in _ALERT_FIELDS
+                            if n != "id" and n not in _OPERATOR_FIELDS)
+        with self._lock, self._db:
+            existed = self._db.execute("SELECT 1 FROM alerts WHERE id=?", (alert.id,)).fetchone()
+            self._db.execute(
+                f"INSERT INTO alerts ({', '.join(_ALERT_FIELDS)}) "
+                f"VALUES ({', '.join('?' * len(_ALERT_FIELDS))}) "
+                f"ON CONFLICT(id) DO UPDATE SET {updates}",
+                [values[n] for n in _ALERT_FIELDS])
+        return existed is None
+
+    def get(self, alert_id: str) -> Alert | None:
+        rows = self._select("WHERE id=?", [alert_id])
+        return rows[0] if rows else None
+
+    def query(self, query: AlertQuery = AlertQuery()) -> list[Alert]:
+        clauses, params = [], []
+        for column, op, value in (("camera_id", "=", query.camera_id),
+                                  ("status", "=", query.status),
+                                  ("peak_score", ">=", query.min_score),
+                                  ("start_time", ">=", query.since),
+                                  ("start_time", "<=", query.until)):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return self._select(f"{where} ORDER BY created_at DESC, start_time DESC LIMIT ?",
+                            params + [query.limit])
+
+    def _select(self, tail: str, params: list[object]) -> list[Alert]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {', '.join(_ALERT_FIELDS)} FROM alerts {tail}",
+                                    params).fetchall()
+        return [Alert(**dict(zip(_ALERT_FIELDS, row))) for row in rows]
+
+    def set_status(self, alert_id: str, status: str, note: str = "") -> None:
+        check_status(status)
+        with self._lock, self._db:
+            cursor = self._db.execute("UPDATE alerts SET status=?, note=? WHERE id=?",
+                                      (status, note, alert_id))
+        if cursor.rowcount == 0:
+            raise VadError(f"no alert with id {alert_id!r}")
+
+    def record_scores(self, camera_id: str, indices: Sequence[int], timestamps: Sequence[float],
+                      scores: Sequence[float]) -> None:
+        rows = [(camera_id, int(i), float(t), float(s))
+                for i, t, s in zip(indices, timestamps, scores)]
+        with self._lock, self._db:
+            self._db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)", rows)
+
+    def scores(self, camera_id: str, start_frame: int | None = None,
+               end_frame: int | None = None) -> ScoreSeries:
+        lo = -1 if start_frame is None else start_frame
+        hi = 2**62 if end_frame is None else end_frame
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT frame, timestamp, score FROM scores WHERE camera_id=? AND frame BETWEEN ? AND ?"
+                " ORDER BY frame", (camera_id, lo, hi)).fetchall()
+        array = np.array(rows, dtype=np.float64).reshape(-1, 3)
+        return ScoreSeries(camera_id, array[:, 0].astype(np.int64), array[:, 1], array[:, 2])
+
+    def cameras(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT camera_id FROM alerts UNION SELECT camera_id FROM scores ORDER BY 1")
+            return [row[0] for row in rows.fetchall()]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+@register_store("sqlite")
+def _open_sqlite(url: str) -> SQLiteAlertStore:
+    # sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:
+    path = url.split("://", 1)[1]
+    path = path[1:] if path.startswith("/") else path
+    return SQLiteAlertStore(path or "vad.db")
