@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -216,8 +215,6 @@ class CTD2GANScorer(Scorer):
         super().__init__(config)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.generator = Generator(self.config).to(self.device).eval()
-        # Where fit() writes periodic checkpoints and resumes from (the fit command sets it).
-        self.checkpoint_dir: Path | None = None
         # Discriminators and optimiser state, kept in checkpoints so training can resume.
         self.training_state: dict[str, np.ndarray] = {}
 

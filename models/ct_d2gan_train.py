@@ -151,8 +151,8 @@ def train_step(scorer: CTD2GANScorer, parts: GanParts, batch: torch.Tensor,
 
 
 def resume(scorer: CTD2GANScorer, parts: GanParts) -> None:
-    """Continue from the checkpoint in `scorer.checkpoint_dir`, if one is there."""
-    directory = scorer.checkpoint_dir
+    """Continue from the checkpoint in `scorer.work_dir`, if one is there."""
+    directory = scorer.work_dir
     if directory is None or not (directory / CONFIG_FILE).is_file():
         return
     saved = json.loads((directory / CONFIG_FILE).read_text()).get("config", {})
@@ -174,8 +174,8 @@ def _jsonable(value: object) -> object:
 
 def checkpoint(scorer: CTD2GANScorer, parts: GanParts) -> None:
     scorer.training_state = parts.state()
-    if scorer.checkpoint_dir is not None:
-        scorer.save(scorer.checkpoint_dir)
+    if scorer.work_dir is not None:
+        scorer.save(scorer.work_dir)
 
 
 def train(scorer: CTD2GANScorer, sources: Sequence[Source], progress: bool = True) -> None:
