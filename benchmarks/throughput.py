@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="frames scored per call after the scorer's context")
     parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
     parser.add_argument("--passes", type=int, default=2, help="timed passes over the clips")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's; "
+                        "on a loaded machine 1 can be much faster than several)")
     return parser.parse_args(argv)
 
 
@@ -69,6 +71,8 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         result = measure(args)
     except VadError as exc:

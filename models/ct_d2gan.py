@@ -105,14 +105,24 @@ class TemporalSelfAttention(nn.Module):
         self.register_buffer("position", positional_encoding(frames, self.head_dim),
                              persistent=False)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, T, C, h, w) -> (B, T, C, h, w)."""
+    def project(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per-frame part, (N, C, h, w) -> pooled query and key (N, heads, d) and value maps.
+
+        It depends on one frame only, so a scorer computes it once per frame, not once per
+        window that frame falls in.
+        """
+        n = len(features)
+        query = self.query(features).mean(dim=(2, 3)).reshape(n, self.heads, self.head_dim)
+        key = self.key(features).mean(dim=(2, 3)).reshape(n, self.heads, self.head_dim)
+        return query, key, self.value(features)
+
+    def forward(self, features: torch.Tensor, query: torch.Tensor, key: torch.Tensor,
+                value: torch.Tensor) -> torch.Tensor:
+        """Windows of projected frames (B, T, ...) -> attended features (B, T, C, h, w)."""
         b, t, c, h, w = features.shape
-        flat = features.reshape(b * t, c, h, w)
-        split = (b, t, self.heads, self.head_dim)
-        query = self.query(flat).mean(dim=(2, 3)).reshape(split) + self.position[:, None]
-        key = self.key(flat).mean(dim=(2, 3)).reshape(split) + self.position[:, None]
-        value = self.value(flat).reshape(b, t, self.heads, self.head_dim * h * w)
+        query = query + self.position[:, None]
+        key = key + self.position[:, None]
+        value = value.reshape(b, t, self.heads, self.head_dim * h * w)
         logits = torch.einsum("bthd,bshd->bhts", query, key) / math.sqrt(self.head_dim)
         attended = torch.einsum("bhts,bshx->bthx", logits.softmax(dim=-1), value)
         attended = self.merge(attended.reshape(b * t, c, h, w))
@@ -143,19 +153,26 @@ class Generator(nn.Module):
         self.decoder = nn.ModuleList([_conv(6 * w, 2 * w), _conv(3 * w, w), _conv(w + t * c, w)])
         self.head = nn.Conv2d(w, c, 3, padding=1)
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        b, t = frames.shape[:2]
-        x = frames.flatten(0, 1)
-        scales = []
+    def encode(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Per-frame features, (N, C, H, W) -> [frames, scale 1, scale 2, scale 3, q, k, v]."""
+        encoded = [frames]
         for stage in self.encoder:
-            x = stage(x)
-            scales.append(x.unflatten(0, (b, t)).flatten(1, 2))
-        x = self.fuse(self.attention(x.unflatten(0, (b, t))).flatten(1, 2))
-        skips = [skip(feature) for skip, feature in zip(self.skips, scales)][::-1]
-        for block, skip in zip(self.decoder, skips + [frames.flatten(1, 2)]):
+            encoded.append(stage(encoded[-1]))
+        return encoded + list(self.attention.project(encoded[-1]))
+
+    def decode(self, windows: list[torch.Tensor]) -> torch.Tensor:
+        """`encode` outputs gathered into windows (B, T, ...) -> (B, C, H, W) prediction."""
+        frames, *scales, bottleneck, query, key, value = windows
+        x = self.fuse(self.attention(bottleneck, query, key, value).flatten(1, 2))
+        skips = [skip(feature.flatten(1, 2)) for skip, feature in zip(self.skips, scales)]
+        for block, skip in zip(self.decoder, skips[::-1] + [frames.flatten(1, 2)]):
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], 1))
         return frames[:, -1] + self.head(x)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        b, t = frames.shape[:2]
+        return self.decode([e.unflatten(0, (b, t)) for e in self.encode(frames.flatten(0, 1))])
 
 
 class ImageDiscriminator(nn.Module):
@@ -230,11 +247,16 @@ class CTD2GANScorer(Scorer):
 
     @torch.no_grad()
     def predict(self, frames: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) frames -> (N - T, C, H, W) predictions of frames[T:], batched."""
+        """(N, C, H, W) frames -> (N - T, C, H, W) predictions of frames[T:], batched.
+
+        Each frame is encoded once and its features are shared by the T windows it is in.
+        """
         t = self.config.frames
-        windows = frames.unfold(0, t, 1)[:-1].permute(0, 4, 1, 2, 3)  # (N - T, T, C, H, W)
-        return torch.cat([self.generator(windows[i:i + self.config.inference_batch])
-                          for i in range(0, len(windows), self.config.inference_batch)])
+        encoded = self.generator.encode(frames[:-1])
+        windows = torch.arange(len(frames) - t, device=frames.device)[:, None] + torch.arange(
+            t, device=frames.device)  # (N - T, T) frame indices
+        return torch.cat([self.generator.decode([e[batch] for e in encoded])
+                          for batch in windows.split(self.config.inference_batch)])
 
     def score(self, clip: Clip) -> ScoreResult:
         t = self.config.frames

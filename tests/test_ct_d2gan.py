@@ -128,3 +128,12 @@ def test_an_unexpected_object_scores_higher_than_normal_motion(trained):
     anomalous = trained.score(clip_of(toy_frames(intruder=True), context)).scores
     onset = 16 // 2 - context  # the first scored frame that shows the intruder
     assert anomalous[onset] > normal.max()
+
+
+def test_shared_frame_encoding_predicts_like_the_plain_forward_pass():
+    scorer = CTD2GANScorer(CTD2GANConfig(**TINY, inference_batch=2))
+    frames = scorer.to_tensor(toy_frames(9).astype(np.float32) / 255.0)
+    windows = frames.unfold(0, 3, 1)[:-1].permute(0, 4, 1, 2, 3)
+    with torch.no_grad():
+        expected = scorer.generator(windows)
+    torch.testing.assert_close(scorer.predict(frames), expected, rtol=1e-4, atol=1e-5)
