@@ -47,9 +47,7 @@ class CTD2GANConfig:
     lr_discriminator: float = 2e-5
     seed: int = 0
     checkpoint_every: int = 250
-    # Scoring: 0 = PSNR of the whole frame (as in the paper); k > 0 = PSNR of the worst
-    # k x k window of the error map, which keeps a small anomaly from being averaged away.
-    score_window: int = 0
+    # Scoring: predictions per generator call.
     inference_batch: int = 16
 
     def __post_init__(self) -> None:
@@ -63,8 +61,6 @@ class CTD2GANConfig:
                            f"{self.heads} heads")
         if self.iterations < 0 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise VadError("ct-d2gan: iterations >= 0, batch_size and checkpoint_every >= 1")
-        if self.score_window < 0:
-            raise VadError("ct-d2gan: score_window must be >= 0")
 
     @property
     def channels(self) -> int:
@@ -214,12 +210,9 @@ def gradient_difference_loss(prediction: torch.Tensor, target: torch.Tensor) -> 
     return (px - tx).abs().mean() + (py - ty).abs().mean()
 
 
-def psnr_scores(errors: torch.Tensor, window: int) -> torch.Tensor:
-    """Per-frame PSNR (dB, peak 1) from (N, H, W) squared errors, or that of the worst window."""
-    if window:
-        errors = F.avg_pool2d(errors[:, None], window, stride=max(1, window // 2))
-    mse = errors.flatten(1).amax(1) if window else errors.flatten(1).mean(1)
-    return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
+def psnr(errors: torch.Tensor) -> torch.Tensor:
+    """Per-frame PSNR (dB, peak 1) from (N, H, W) squared errors."""
+    return 10.0 * torch.log10(1.0 / errors.flatten(1).mean(1).clamp_min(1e-10))
 
 
 @register_scorer("ct-d2gan")
@@ -269,7 +262,7 @@ class CTD2GANScorer(Scorer):
         frames = self.to_tensor(clip.frames[clip.context - t:])
         prediction = self.predict(frames).clamp(0.0, 1.0)
         errors = (prediction - frames[t:]).square().mean(1)  # (N, H, W), mean over channels
-        scores = -psnr_scores(errors, self.config.score_window)
+        scores = -psnr(errors)
         return ScoreResult(clip.camera_id, clip.target_indices,
                            scores.double().cpu().numpy(), errors.cpu().numpy())
 
