@@ -35,9 +35,10 @@ class CTD2GANConfig:
     width: int = 16
     heads: int = 4
     disc_width: int = 16
-    # Loss weights (intensity L2, gradient difference, adversarial image / video).
-    intensity_weight: float = 1.0
-    gradient_weight: float = 1.0
+    # Loss weights (intensity L2, gradient difference, adversarial image / video): Liu et
+    # al.'s 1, 1, 0.05 for frames in [-1, 1], rescaled to our [0, 1] frames (L2 x4, L1 x2).
+    intensity_weight: float = 4.0
+    gradient_weight: float = 2.0
     image_adv_weight: float = 0.05
     video_adv_weight: float = 0.05
     # Training.

@@ -137,3 +137,17 @@ def test_shared_frame_encoding_predicts_like_the_plain_forward_pass():
     with torch.no_grad():
         expected = scorer.generator(windows)
     torch.testing.assert_close(scorer.predict(frames), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_committed_ped2_checkpoint_reaches_its_documented_auc(ped2_dir, tmp_path, capsys):
+    from pathlib import Path
+
+    from vad.cli import main
+
+    checkpoint = Path(__file__).resolve().parents[1] / "checkpoints" / "ct-d2gan-ped2"
+    out = tmp_path / "eval"
+    assert main(["eval", str(ped2_dir), "--scorer", "ct-d2gan", "--checkpoint", str(checkpoint),
+                 "--out", str(out), "--no-progress"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert float(last.removeprefix("micro_auc=")) >= DOCUMENTED_PED2_AUC - 0.005
