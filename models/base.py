@@ -18,7 +18,7 @@ from safetensors.numpy import load_file, save_file
 
 from streams.sources import Source
 from vad.errors import VadError
-from vad.types import Clip, ScoreResult
+from vad.types import Clip, Frame, ScoreResult
 
 CONFIG_FILE = "config.json"
 TENSORS_FILE = "model.safetensors"
@@ -70,6 +70,10 @@ class Scorer(ABC):
     @abstractmethod
     def score(self, clip: Clip) -> ScoreResult:
         """Scores for `clip.target_indices` (and optional per-pixel heatmaps)."""
+
+    def describe(self, frames: Sequence[Frame]) -> str | None:
+        """A short text of what is unusual in an event's frames, for scorers that can say."""
+        return None
 
     def fit(self, sources: Sequence[Source], progress: bool = True) -> None:
         """Learn normality from normal footage. Stateless scorers only calibrate."""

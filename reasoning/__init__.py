@@ -1,0 +1,1 @@
+"""AnomalyRuler-style reasoning: describe frames, induce rules, deduce, smooth, explain alerts."""

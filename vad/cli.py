@@ -15,6 +15,10 @@ COMMAND_MODULES = [
     "vad.commands.fit",
     "vad.commands.run",
     "vad.commands.eval",
+    "vad.commands.dashboard",
+    "vad.commands.publish",
+    "vad.commands.serve",
+    "vad.commands.reason",
 ]
 
 

@@ -33,7 +33,7 @@ class PostprocessConfig(_Section):
     # normaliser, counted as this many frames of history.
     calibration_weight: int = Field(500, ge=0)
     # The running normaliser adapts only to frames below this z-score (normal-looking ones).
-    adapt_below: float = 2.0
+    adapt_below: float = 1.0
 
 
 class EventConfig(_Section):
@@ -57,6 +57,17 @@ class WindowConfig(_Section):
     batch: int = Field(8, ge=1)
 
 
+class ReasoningConfig(_Section):
+    """Explained alerts (`reasoning.reasoner.build_reasoner`); absent = no explanations."""
+
+    rules: str = Field(description="rules file (four sections, see docs/reasoning.md)")
+    describer: str = "detector"  # files | detector | vlm
+    describer_params: dict[str, Any] = Field(default_factory=dict)
+    deduction: str = "embed"  # embed | llm
+    llm: str | None = None  # transformers:DIR or openai:URL[#MODEL], for deduction llm
+    keyframes: int = Field(8, ge=1, description="event frames judged, peak included")
+
+
 class VadConfig(_Section):
     scorers: list[ScorerSpec] = Field(default_factory=lambda: [ScorerSpec()])
     window: WindowConfig = Field(default_factory=WindowConfig)
@@ -64,6 +75,7 @@ class VadConfig(_Section):
     events: EventConfig = Field(default_factory=EventConfig)
     store: str = "sqlite:///vad.db"
     camera_id: str | None = None
+    reasoning: ReasoningConfig | None = None
 
 
 def _parse_value(text: str) -> Any:

@@ -90,6 +90,9 @@ class _Camera:
     last_fused: int = -1
     score_rows: list[tuple[int, float, float]] = field(default_factory=list)
     peak_frame: Frame | None = None
+    # The frame fused just before the peak: with it the reasoner measures speed at the peak.
+    before_peak: Frame | None = None
+    previous: Frame | None = None
     peak_heatmap: np.ndarray | None = None
     samples: _Samples | None = None
 
@@ -101,11 +104,17 @@ class Pipeline:
             raise VadError("the pipeline needs at least one scorer")
         self.slots, self.config, self.store = slots, config, store
         self._cameras: dict[str, _Camera] = {}
-        self._explainer = _ExplainWorker(reasoner, store) if reasoner else None
+        scorers = [slot.scorer for slot in slots]
+        self._explainer = _ExplainWorker(reasoner, scorers, store)
 
     @classmethod
     def from_config(cls, config: VadConfig, store: AlertStore,
                     reasoner: Reasoner | None = None) -> "Pipeline":
+        """Scorers from their checkpoints; the reasoner from `config.reasoning` unless given."""
+        if reasoner is None and config.reasoning is not None:
+            from reasoning.reasoner import build_reasoner
+
+            reasoner = build_reasoner(config.reasoning)
         return cls(load_slots(config), config, store, reasoner)
 
     def process(self, frame: Frame) -> list[Alert]:
@@ -148,14 +157,12 @@ class Pipeline:
             return -1
         open_start = camera.detector.open_start
         done = camera.last_fused if open_start is None else open_start - 1
-        if open_start is None:
-            self._flush_scores(camera, camera_id)
+        self._flush_scores(camera, camera_id)  # settled frames' scores must be stored too
         return done - camera.history
 
     def close(self) -> None:
         """Wait for pending explanations to be stored."""
-        if self._explainer:
-            self._explainer.close()
+        self._explainer.close()
 
     def _camera(self, camera_id: str) -> _Camera:
         if camera_id not in self._cameras:
@@ -210,6 +217,7 @@ class Pipeline:
             camera.last_fused = frame.index
             camera.score_rows.append((frame.index, frame.timestamp, score))
             alert = self._detect(camera, frame, heatmap, score)
+            camera.previous = frame
             if alert is not None:
                 alerts.append(alert)
             if len(camera.score_rows) >= SCORE_FLUSH_ROWS:
@@ -230,6 +238,7 @@ class Pipeline:
             camera.samples.add(frame)
         if camera.detector.open_peak == frame.index:
             camera.peak_frame, camera.peak_heatmap = frame, heatmap
+            camera.before_peak = camera.previous
         return None
 
     def _raise(self, camera: _Camera, event: Event) -> Alert:
@@ -241,9 +250,10 @@ class Pipeline:
             heatmap_png=encode_heatmap(event.heatmap) if event.heatmap is not None else None)
         self._flush_scores(camera, event.camera_id)
         self.store.put(alert)
-        if self._explainer and camera.samples:
-            self._explainer.submit(alert, event, camera.samples.frames)
+        if camera.samples:
+            self._explainer.submit(alert, event, _reasoning_frames(camera))
         camera.samples, camera.peak_frame, camera.peak_heatmap = None, None, None
+        camera.before_peak = None
         return alert
 
     def _flush_scores(self, camera: _Camera, camera_id: str) -> None:
@@ -253,36 +263,52 @@ class Pipeline:
             camera.score_rows.clear()
 
 
-class _ExplainWorker:
-    """Explains alerts on a background thread through a bounded queue; when the queue is
-    full the alert keeps no explanation rather than holding up scoring."""
+def _reasoning_frames(camera: _Camera) -> list[Frame]:
+    """Frames spread over the event plus the pair at its peak, in order."""
+    frames = camera.samples.frames + [camera.before_peak, camera.peak_frame]
+    return sorted({f.index: f for f in frames if f is not None}.values(), key=lambda f: f.index)
 
-    def __init__(self, reasoner: Reasoner, store: AlertStore, maxsize: int = 16):
-        self.reasoner, self.store = reasoner, store
+
+class _ExplainWorker:
+    """Explains alerts on a background thread through a bounded queue: the reasoner's rule and
+    reason, and the scorers' own descriptions (the motion scorer says what moves unusually).
+    When the queue is full the alert keeps no explanation rather than holding up scoring."""
+
+    def __init__(self, reasoner: Reasoner | None, scorers: list[Scorer], store: AlertStore,
+                 maxsize: int = 16):
+        self.reasoner, self.scorers, self.store = reasoner, scorers, store
         self._queue: queue.Queue = queue.Queue(maxsize)
-        self._thread = threading.Thread(target=self._run, name="vad-reasoner", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="vad-explainer", daemon=True)
         self._thread.start()
 
     def submit(self, alert: Alert, event: Event, frames: list[Frame]) -> None:
         try:
             self._queue.put_nowait((alert, event, frames))
         except queue.Full:
-            log.warning("reasoning queue full: alert %s stays unexplained", alert.id)
+            log.warning("explanation queue full: alert %s stays unexplained", alert.id)
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            alert, event, frames = item
             try:
-                explanation = self.reasoner.explain(event, frames)
-                alert.rule = explanation.rule
-                alert.explanation = explanation.reason
-                alert.objects = explanation.objects
-                alert.motion_description = explanation.motion_description
-                self.store.put(alert)
-            except Exception:  # a reasoning failure must never take the pipeline down
-                log.exception("reasoning failed for alert %s", alert.id)
+                if self._explain(*item):
+                    self.store.put(item[0])
+            except Exception:  # an explanation failure must never take the pipeline down
+                log.exception("explaining alert %s failed", item[0].id)
             finally:
                 self._queue.task_done()
+
+    def _explain(self, alert: Alert, event: Event, frames: list[Frame]) -> bool:
+        """Fill the alert's explanation fields; True when anything was added."""
+        if self.reasoner is not None:
+            explanation = self.reasoner.explain(event, frames)
+            alert.rule = explanation.rule
+            alert.explanation = explanation.reason
+            alert.objects = explanation.objects
+            alert.motion_description = explanation.motion_description
+        descriptions = [d for d in (s.describe(frames) for s in self.scorers) if d]
+        if descriptions:
+            alert.motion_description = " ".join(descriptions)
+        return self.reasoner is not None or bool(descriptions)
 
     def close(self) -> None:
         self._queue.join()

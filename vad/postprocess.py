@@ -42,8 +42,7 @@ class RunningNormalizer:
     so a long anomaly does not teach the normaliser that it is normal.
     """
 
-    def __init__(self, calibration: Calibration, prior_weight: int = 500,
-                 adapt_below: float = 2.0):
+    def __init__(self, calibration: Calibration, prior_weight: int, adapt_below: float):
         self.count = float(max(prior_weight, 1))
         self.mean = calibration.mean
         self._m2 = (calibration.std ** 2) * self.count

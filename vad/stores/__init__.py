@@ -2,5 +2,6 @@
 
 from vad.stores.base import AlertQuery, AlertStore, ScoreSeries, open_store, register_store
 from vad.stores import sqlite  # noqa: F401  (registers sqlite://)
+from vad.stores import redis  # noqa: F401  (registers redis://)
 
 __all__ = ["AlertQuery", "AlertStore", "ScoreSeries", "open_store", "register_store"]

@@ -1,0 +1,330 @@
+"""vad security dashboard: live alert feed, alert evidence and triage, camera overview.
+
+Start it with `vad dashboard --store URL`; it reads its settings from `VAD_DASHBOARD_*`
+environment variables (see dashboard/settings.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import datetime, timedelta, timezone
+
+import cv2
+import streamlit as st
+
+from dashboard.charts import score_timeline
+from dashboard.evidence import evidence_image
+from dashboard.feed import (EPOCH_TIMESTAMP_MIN, STATUS_COLORS, FeedRow, MalformedAlert,
+                            feed_row, format_timestamp)
+from dashboard.settings import DashboardSettings
+from vad.errors import VadError
+from vad.stores import AlertQuery, AlertStore, open_store
+from vad.types import ALERT_STATUSES, Alert
+
+log = logging.getLogger("vad.dashboard")
+
+ANY = "Any"
+# Frames of score timeline shown on each side of an alert, at least.
+TIMELINE_PAD = 60
+FEED_COLUMNS = [1.0, 1.3, 2.3, 1.5, 2.1, 0.9]
+TRIAGE_ACTIONS = (("acknowledged", "Acknowledge"), ("resolved", "Resolve"), ("new", "Reopen"))
+
+
+@st.cache_resource(show_spinner=False)
+def get_store(url: str) -> AlertStore:
+    # One connection per server process, shared by every viewer: stores are thread-safe.
+    return open_store(url)
+
+
+def show_failure(url: str, exc: Exception) -> None:
+    """A store or record failure as one readable line on the page; the traceback goes
+    to the server log only."""
+    log.warning("dashboard: %s", exc, exc_info=not isinstance(exc, VadError))
+    lines = str(exc).strip().splitlines()
+    reason = (lines[0] if lines else "no details").removeprefix(f"{url}: ")
+    if not isinstance(exc, VadError):
+        reason = f"{type(exc).__name__}: {reason}"
+    st.error(f"Cannot read the alert store `{url}` — {reason}", icon=":material/error:")
+
+
+# --- sidebar filters ---------------------------------------------------------------------------
+
+def time_range_filter(store: AlertStore,
+                      camera_id: str | None) -> tuple[float | None, float | None]:
+    """A slider over the event times present; an end left at its extreme stays open, so
+    alerts arriving later still show."""
+    alerts = store.query(AlertQuery(camera_id=camera_id, limit=100_000))
+    times = sorted({float(a.start_time) for a in alerts if isinstance(a.start_time, (int, float))
+                    and math.isfinite(a.start_time)})
+    if len(times) < 2:
+        return None, None
+    lo, hi = times[0], times[-1]
+    key = f"time-{camera_id}-{lo}-{hi}"  # new bounds, fresh slider
+    if lo >= EPOCH_TIMESTAMP_MIN:
+        bounds = _utc(math.floor(lo)), _utc(math.ceil(hi))
+        low, high = st.sidebar.slider("Event time (UTC)", *bounds, value=bounds, key=key,
+                                      step=timedelta(seconds=1), format="MM-DD HH:mm:ss")
+        since, until = (t.replace(tzinfo=timezone.utc).timestamp() for t in (low, high))
+    else:
+        bounds = float(math.floor(lo)), float(math.ceil(hi))
+        since, until = st.sidebar.slider("Event time (s into the video)", *bounds, value=bounds,
+                                         step=0.5, format="%.1f s", key=key)
+    return (None if since <= lo else since), (None if until >= hi else until)
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None)
+
+
+def sidebar_query(store: AlertStore, settings: DashboardSettings) -> AlertQuery:
+    st.sidebar.header("Filters")
+    cameras = store.cameras()
+    camera = st.sidebar.selectbox("Camera", [ANY, *cameras], key="camera")
+    status = st.sidebar.selectbox("Status", [ANY, *ALERT_STATUSES], key="status")
+    min_score = st.sidebar.number_input("Minimum severity (peak score)", value=None, step=0.5,
+                                        placeholder="any", key="min_severity")
+    camera_id = None if camera == ANY else camera
+    since, until = time_range_filter(store, camera_id)
+    st.sidebar.caption(f"Store: `{settings.store}`  \nThreshold: {settings.threshold:g} · "
+                       f"refresh every {settings.refresh:g} s")
+    return AlertQuery(camera_id=camera_id, status=None if status == ANY else status,
+                      min_score=min_score, since=since, until=until, limit=settings.feed_rows + 1)
+
+
+# --- alert feed --------------------------------------------------------------------------------
+
+def select_alert(alert_id: str) -> None:
+    st.session_state.selected_alert = alert_id
+    st.query_params["alert"] = alert_id
+
+
+def render_feed(rows: list[FeedRow], selected: str | None, threshold: float) -> None:
+    header = st.columns(FEED_COLUMNS)
+    titles = ("Severity", "Camera", "Event time", "Duration", "Status", "")
+    for column, title in zip(header, titles):
+        column.caption(title)
+    for row in rows:
+        with st.container(border=True, key=f"row-{row.alert_id}"):
+            cells = st.columns(FEED_COLUMNS, vertical_alignment="center")
+            cells[0].badge(f"{row.severity:.2f}", color=row.severity_color(threshold))
+            cells[1].markdown(f"**{row.camera_id}**")
+            cells[2].markdown(f"{row.event_time}  \n:gray[raised {row.raised}]")
+            cells[3].markdown(f"{row.duration}  \n:gray[{row.frames} frames]")
+            cells[4].badge(row.status, color=STATUS_COLORS[row.status])
+            cells[5].button("", icon=":material/visibility:", help="Show this alert",
+                            key=f"open-{row.alert_id}", on_click=select_alert, args=(row.alert_id,),
+                            type="primary" if row.alert_id == selected else "secondary")
+
+
+def valid_rows(alerts: list[Alert]) -> list[FeedRow]:
+    rows, problems = [], []
+    now = time.time()
+    for alert in alerts:
+        try:
+            rows.append(feed_row(alert, now))
+        except MalformedAlert as exc:
+            problems.append(str(exc))
+    if problems:
+        st.warning(f"{len(problems)} malformed alert record(s) skipped: " + "; ".join(problems[:3]),
+                   icon=":material/warning:")
+    return rows
+
+
+def alerts_view(settings: DashboardSettings, query: AlertQuery) -> None:
+    @st.fragment(run_every=settings.refresh)
+    def live_alerts() -> None:
+        try:
+            store = get_store(settings.store)
+            alerts = store.query(query)
+        except Exception as exc:  # noqa: BLE001 - any store failure becomes a message
+            show_failure(settings.store, exc)
+            return
+        if not alerts:
+            filtered = any(v is not None for v in (query.camera_id, query.status, query.min_score,
+                                                   query.since, query.until))
+            st.info("No alert matches these filters." if filtered else
+                    "No alerts yet: the store is empty. Alerts appear here as soon as the "
+                    "pipeline raises them (`vad run VIDEO --store URL`).", icon=":material/info:")
+            return
+        rows = valid_rows(alerts[:settings.feed_rows])
+        chosen = st.session_state.get("selected_alert")
+        selected = chosen or (rows[0].alert_id if rows else None)
+        feed, detail = st.columns([11, 9], gap="large")
+        with feed:
+            more = (" (newest shown; narrow the filters for older ones)"
+                    if len(alerts) > settings.feed_rows else "")
+            st.subheader(f"Alert feed · {len(rows)} alert(s){more}")
+            render_feed(rows, selected, settings.threshold)
+        with detail:
+            if selected is not None:
+                alert_detail(store, selected, settings)
+
+    live_alerts()
+
+
+# --- alert detail ------------------------------------------------------------------------------
+
+def alert_detail(store: AlertStore, alert_id: str, settings: DashboardSettings) -> None:
+    try:
+        alert = store.get(alert_id)
+        if alert is None:
+            st.info(f"Alert `{alert_id}` is not in the store.", icon=":material/info:")
+            return
+        row = feed_row(alert)
+    except MalformedAlert as exc:
+        st.error(f"This alert record is malformed and cannot be shown: {exc}",
+                 icon=":material/error:")
+        return
+    except Exception as exc:  # noqa: BLE001
+        show_failure(settings.store, exc)
+        return
+    st.subheader(f"{row.camera_id} · frames {alert.start_frame}–{alert.end_frame}")
+    badges = st.container(horizontal=True)
+    badges.badge(f"severity {row.severity:.2f}", color=row.severity_color(settings.threshold))
+    badges.badge(row.status, color=STATUS_COLORS[row.status])
+    badges.badge(row.event_time, color="gray")
+    badges.badge(f"{row.duration} ({row.frames} frames)", color="gray")
+    show_evidence(alert)
+    timeline(store, alert, settings)
+    reasoning(alert)
+    triage_form(alert, settings)
+
+
+def show_evidence(alert: Alert) -> None:
+    try:
+        image, caption = evidence_image(alert)
+    except VadError as exc:
+        st.warning(f"No evidence image: {exc}.", icon=":material/hide_image:")
+        return
+    st.image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), caption=caption, width="stretch")
+
+
+def timeline(store: AlertStore, alert: Alert, settings: DashboardSettings) -> None:
+    pad = max(TIMELINE_PAD, alert.end_frame - alert.start_frame)
+    series = store.scores(alert.camera_id, alert.start_frame - pad, alert.end_frame + pad)
+    if len(series.scores) == 0:
+        st.info("No score timeline was recorded around this alert.", icon=":material/info:")
+        return
+    chart = score_timeline(series, settings.threshold, [(alert.start_frame, alert.end_frame)],
+                           alert.peak_frame, height=180)
+    st.altair_chart(chart, width="stretch")
+    st.caption(f"Score around the event (shaded); dashed line: threshold {settings.threshold:g}.")
+
+
+def reasoning(alert: Alert) -> None:
+    fields = (("Explanation", alert.explanation), ("Broken rule", alert.rule),
+              ("Motion", alert.motion_description), ("Objects", alert.objects))
+    present = [(label, str(text)) for label, text in fields if text]
+    if not present:
+        st.caption("No explanation: the reasoning stage did not describe this alert.")
+    for label, text in present:
+        st.markdown(f"**{label}:** {text}")
+
+
+def apply_triage(url: str, alert_id: str, status: str) -> None:
+    note = st.session_state.get(f"note-{alert_id}", "") or ""
+    try:
+        get_store(url).set_status(alert_id, status, note)
+        st.session_state.triage_message = (alert_id, "success",
+                                           f"Alert {alert_id} marked {status}.")
+    except Exception as exc:  # noqa: BLE001
+        log.warning("dashboard: set_status failed: %s", exc)
+        st.session_state.triage_message = (alert_id, "error",
+                                           f"Could not update alert {alert_id}: {exc}")
+
+
+def triage_form(alert: Alert, settings: DashboardSettings) -> None:
+    with st.form(key=f"triage-{alert.id}"):
+        st.text_area("Operator note", value=alert.note or "", key=f"note-{alert.id}",
+                     placeholder="What was it? Who was told?", height=80)
+        buttons = st.container(horizontal=True)
+        for status, label in TRIAGE_ACTIONS:
+            with buttons:
+                st.form_submit_button(label, key=f"{status}-{alert.id}", on_click=apply_triage,
+                                      args=(settings.store, alert.id, status),
+                                      disabled=alert.status == status)
+    # The outcome of this viewer's last action on this alert stays until they act again.
+    message = st.session_state.get("triage_message")
+    if message is not None and message[0] == alert.id:
+        _, kind, text = message
+        (st.success if kind == "success" else st.error)(text)
+
+
+# --- camera overview ---------------------------------------------------------------------------
+
+def cameras_view(settings: DashboardSettings) -> None:
+    @st.fragment(run_every=3 * settings.refresh)
+    def overview() -> None:
+        try:
+            store = get_store(settings.store)
+            cameras = store.cameras()
+            alerts = store.query(AlertQuery(limit=100_000))
+        except Exception as exc:  # noqa: BLE001
+            show_failure(settings.store, exc)
+            return
+        if not cameras:
+            st.info("No camera has reported scores or alerts yet.", icon=":material/info:")
+            return
+        for camera in cameras:
+            try:
+                camera_panel(store, camera, [a for a in alerts if a.camera_id == camera], settings)
+            except Exception as exc:  # noqa: BLE001
+                show_failure(settings.store, exc)
+
+    overview()
+
+
+def camera_panel(store: AlertStore, camera: str, alerts: list[Alert],
+                 settings: DashboardSettings) -> None:
+    series = store.scores(camera)
+    with st.container(border=True):
+        st.subheader(camera)
+        metrics = st.columns(4)
+        metrics[0].metric("Alerts", len(alerts))
+        metrics[1].metric("Open (new)", sum(a.status == "new" for a in alerts))
+        if len(series.indices):
+            last_time = float(series.timestamps[-1])
+            metrics[2].metric("Last frame seen", int(series.indices[-1]),
+                              help=format_timestamp(last_time))
+            live = last_time >= EPOCH_TIMESTAMP_MIN
+            lag = f"{max(0.0, time.time() - last_time):.1f} s" if live else "n/a"
+            metrics[3].metric("Worker lag", lag,
+                              help="Wall-clock time since the last scored frame" if live else
+                              "Known for live cameras only: this camera's timestamps count "
+                              "seconds into a video file")
+            spans = [(a.start_frame, a.end_frame) for a in alerts]
+            st.altair_chart(score_timeline(series, settings.threshold, spans, height=160),
+                            width="stretch")
+        else:
+            metrics[2].metric("Last frame seen", "none")
+            st.caption("No score timeline recorded for this camera.")
+
+
+# --- page --------------------------------------------------------------------------------------
+
+def main() -> None:
+    st.set_page_config(page_title="vad · security dashboard", page_icon=":material/videocam:",
+                       layout="wide")
+    st.title("Security alerts")
+    try:
+        settings = DashboardSettings.from_env()
+    except VadError as exc:
+        st.error(f"Bad dashboard settings: {exc}", icon=":material/error:")
+        return
+    if "selected_alert" not in st.session_state and "alert" in st.query_params:
+        st.session_state.selected_alert = st.query_params["alert"]
+    try:
+        query = sidebar_query(get_store(settings.store), settings)
+    except Exception as exc:  # noqa: BLE001
+        show_failure(settings.store, exc)
+        return
+    alerts_tab, cameras_tab = st.tabs(["Alerts", "Cameras"])
+    with alerts_tab:
+        alerts_view(settings, query)
+    with cameras_tab:
+        cameras_view(settings)
+
+
+main()

@@ -1,0 +1,45 @@
+"""The evidence image an operator sees: the alert's keyframe with its heatmap overlaid."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from vad.errors import VadError
+from vad.evidence import decode_image, overlay_heatmap
+from vad.types import Alert
+
+# Per-pixel heatmaps (frame differences, reconstruction errors) light up an object's edges in
+# speckles; blurring by this fraction of the heatmap's larger side joins them into one region,
+# so the overlay reads as blobs and the box covers the whole object, not one speckle.
+SMOOTHING_FRACTION = 0.04
+
+
+def smooth_heatmap(heatmap: np.ndarray, fraction: float = SMOOTHING_FRACTION) -> np.ndarray:
+    return cv2.GaussianBlur(heatmap.astype(np.float32), (0, 0), fraction * max(heatmap.shape))
+
+
+def decode_evidence(data: object, what: str, flags: int) -> np.ndarray:
+    """Stored image bytes -> array; VadError saying what is wrong with a missing or bad image."""
+    if not data:
+        raise VadError(f"the alert has no {what}")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise VadError(f"the {what} is stored as {type(data).__name__}, not image bytes")
+    image = decode_image(bytes(data), flags)
+    if image is None:
+        raise VadError(f"the {what} is not a readable image ({len(data)} bytes)")
+    return image
+
+
+def evidence_image(alert: Alert) -> tuple[np.ndarray, str]:
+    """(BGR image, caption): the keyframe with the heatmap (any resolution) overlaid and the
+    hottest region boxed, or the bare keyframe with the reason when the heatmap is unusable.
+    VadError when the keyframe itself is missing or unreadable."""
+    keyframe = decode_evidence(alert.keyframe_jpeg, "keyframe", cv2.IMREAD_COLOR)
+    caption = f"Keyframe (frame {alert.peak_frame})"
+    try:
+        heatmap = decode_evidence(alert.heatmap_png, "heatmap", cv2.IMREAD_GRAYSCALE)
+    except VadError as exc:
+        return keyframe, f"{caption} — no heatmap overlay: {exc}"
+    return (overlay_heatmap(keyframe, smooth_heatmap(heatmap)),
+            f"{caption} with the anomaly heatmap; the box marks the most anomalous region")

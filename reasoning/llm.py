@@ -1,0 +1,170 @@
+"""LLM backends behind one interface: a local transformers model (a directory, GGUF
+included) and any OpenAI-compatible HTTP endpoint (vLLM, Ollama, llama.cpp server).
+
+Build one from a spec string: `transformers:PATH` (a model directory, a directory holding a
+.gguf file, or the .gguf file) or `openai:URL[#MODEL]` (URL up to and including `/v1`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from reasoning.registry import Registry
+from vad.errors import VadError
+
+log = logging.getLogger(__name__)
+
+
+class LLM(ABC):
+    """Answers one user message (chat-style); deterministic where the backend allows."""
+
+    @abstractmethod
+    def generate(self, prompt: str, max_new_tokens: int = 256) -> str: ...
+
+
+LLMS: Registry[LLM] = Registry("LLM backend")
+
+
+def build_llm(spec: str) -> LLM:
+    name, sep, target = spec.partition(":")
+    if not sep or not target:
+        raise VadError(f"LLM {spec!r}: expected NAME:TARGET, e.g. transformers:/models/smollm2 "
+                       "or openai:http://127.0.0.1:8000/v1#model")
+    return LLMS.create(name, target=target)
+
+
+def _gguf_cache_dir(gguf: Path) -> Path:
+    stat = gguf.stat()
+    digest = hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    root = Path(os.environ.get("VAD_CACHE", Path.home() / ".cache" / "vad"))
+    return root / "gguf" / f"{gguf.stem}-{digest.hexdigest()[:12]}"
+
+
+def _find_gguf(path: Path) -> Path | None:
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    files = sorted(path.glob("*.gguf")) if path.is_dir() else []
+    if len(files) > 1:
+        raise VadError(f"{path}: several .gguf files; name the one to use")
+    return files[0] if files else None
+
+
+@LLMS.register("transformers")
+class TransformersLLM(LLM):
+    """A causal LM from a local directory. GGUF weights are de-quantized once and cached
+    as a regular checkpoint (the first conversion is slow, later loads are fast)."""
+
+    def __init__(self, target: str | Path, device: str = "cpu"):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(target)
+        if not path.exists():
+            raise VadError(f"{path}: no such model directory or .gguf file")
+        gguf = _find_gguf(path)
+        if gguf is not None:
+            path = self._converted(gguf)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+        except (OSError, ValueError) as exc:
+            raise VadError(f"{path}: cannot load a causal language model ({exc})") from None
+        self.device = device
+
+    @staticmethod
+    def _converted(gguf: Path) -> Path:
+        cache = _gguf_cache_dir(gguf)
+        if (cache / "config.json").is_file():
+            return cache
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+        log.warning("converting %s once to %s (slow)", gguf, cache)
+        kwargs = {"gguf_file": gguf.name}
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, quantization_config=GgufConfig(dequantize=True), **kwargs)
+        tmp = cache.with_name(cache.name + ".tmp")
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(cache)
+        return cache
+
+    def generate(self, prompt: str, max_new_tokens: int = 256) -> str:
+        import torch
+
+        if self.tokenizer.chat_template:
+            inputs = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], add_generation_prompt=True,
+                return_tensors="pt", return_dict=True)
+        else:
+            inputs = self.tokenizer(prompt, return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        pad = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, max_new_tokens=max_new_tokens,
+                                         do_sample=False, pad_token_id=pad)
+        new_tokens = output[0, inputs["input_ids"].shape[1]:]
+        return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+
+
+@dataclass(frozen=True)
+class HTTPConfig:
+    timeout_s: float = 60.0
+    retries: int = 3
+    backoff_s: float = 1.0  # doubled after each failed attempt
+    temperature: float = 0.0
+
+
+@LLMS.register("openai")
+class OpenAICompatibleLLM(LLM):
+    """`POST {base_url}/chat/completions`. Timeouts, connection errors, 429 and 5xx are
+    retried with exponential backoff; other HTTP errors fail at once."""
+
+    def __init__(self, target: str, model: str | None = None, api_key: str | None = None,
+                 config: HTTPConfig = HTTPConfig()):
+        base_url, _, model_in_spec = target.partition("#")
+        if not base_url.startswith(("http://", "https://")):
+            raise VadError(f"{target}: an OpenAI-compatible endpoint URL must start with http(s)://")
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model or model_in_spec or "default"
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
+        self.config = config
+
+    def _post(self, payload: dict) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, json.dumps(payload).encode(), headers)
+        with urllib.request.urlopen(request, timeout=self.config.timeout_s) as response:
+            return json.loads(response.read())
+
+    def generate(self, prompt: str, max_new_tokens: int = 256) -> str:
+        payload = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
+                   "max_tokens": max_new_tokens, "temperature": self.config.temperature}
+        delay, attempt = self.config.backoff_s, 0
+        while True:
+            attempt += 1
+            try:
+                return str(self._post(payload)["choices"][0]["message"]["content"]).strip()
+            except urllib.error.HTTPError as exc:
+                if exc.code != 429 and exc.code < 500:
+                    raise VadError(f"{self.url}: HTTP {exc.code} {exc.reason}") from None
+                reason = f"HTTP {exc.code}"
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                reason = str(getattr(exc, "reason", exc))
+            except (json.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
+                reason = f"malformed response ({exc!r})"
+            if attempt > self.config.retries:
+                raise VadError(f"{self.url}: failed after {attempt} attempts ({reason})")
+            log.warning("%s: attempt %d failed (%s); retrying in %.1fs",
+                        self.url, attempt, reason, delay)
+            time.sleep(delay)
+            delay *= 2

@@ -1,0 +1,115 @@
+"""Camera simulator: publish sources (files, frame folders, stream URLs) to a Kafka topic as
+frame messages, in real time, at a fixed rate or as fast as possible, several at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+from kafka import KafkaProducer
+from tqdm import tqdm
+
+from streams.messages import (DEFAULT_JPEG_QUALITY, DEFAULT_MAX_MESSAGE_BYTES, EndOfStream,
+                              encode_end, encode_frame)
+from streams.sources import Source
+from vad.errors import VadError
+from vad.types import Frame
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    fps: float | None = None  # frames/s per camera; None = the source's own timing
+    max_rate: bool = False  # as fast as the broker takes them
+    loop: bool = False  # replay a file or folder forever, frame indices keep counting
+    limit: int | None = None  # frames per camera
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+    def __post_init__(self) -> None:
+        if self.fps is not None and self.fps <= 0:
+            raise VadError(f"--fps {self.fps}: must be positive")
+        if self.fps is not None and self.max_rate:
+            raise VadError("--fps and --max exclude each other")
+        if self.limit is not None and self.limit < 1:
+            raise VadError(f"--limit {self.limit}: must be at least 1")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise VadError(f"--jpeg-quality {self.jpeg_quality}: must be in [1, 100]")
+
+
+def publish(sources: Sequence[Source], producer: KafkaProducer, topic: str,
+            options: PublishOptions = PublishOptions(), progress: bool = True) -> dict[str, int]:
+    """Publish every source as one camera; frames sent per camera. Each camera ends with an
+    end-of-stream message unless it loops or is interrupted."""
+    cameras = [source.camera_id for source in sources]
+    if len(set(cameras)) != len(cameras):
+        raise VadError(f"camera ids must be unique, got {', '.join(cameras)}")
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    with ThreadPoolExecutor(len(sources), thread_name_prefix="publish") as pool:
+        futures = [pool.submit(_publish_camera, source, producer, topic, options, position,
+                               progress, stop, failures) for position, source in enumerate(sources)]
+        try:
+            counts = [future.result() for future in futures]
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            producer.flush()
+    if failures:
+        raise VadError(f"the broker refused a message: {failures[0]}")
+    return dict(zip(cameras, counts))
+
+
+def _publish_camera(source: Source, producer: KafkaProducer, topic: str,
+                    options: PublishOptions, position: int, progress: bool,
+                    stop: threading.Event, failures: list[BaseException]) -> int:
+    total = options.limit or (None if options.loop else len(source) or None)
+    bar = tqdm(total=total, desc=source.camera_id, unit="frame", position=position,
+               disable=not progress, leave=True)
+    start, wall_start = time.monotonic(), time.time()
+    sent, offset = 0, 0.0
+    with bar:
+        for sent, (frame, offset) in enumerate(_scheduled(source, options), start=1):
+            if stop.is_set() or failures:
+                return sent - 1
+            if not options.max_rate:
+                time.sleep(max(0.0, start + offset - time.monotonic()))
+            stamped = replace(frame, camera_id=source.camera_id, timestamp=wall_start + offset)
+            _send(producer, topic, encode_frame(stamped, options.jpeg_quality,
+                                                options.max_message_bytes), failures)
+            bar.update()
+            if sent == options.limit:
+                break
+        if not options.loop or options.limit:
+            end = EndOfStream(source.camera_id, sent, wall_start + offset)
+            _send(producer, topic, encode_end(end), failures)
+    return sent
+
+
+def _scheduled(source: Source, options: PublishOptions) -> Iterator[tuple[Frame, float]]:
+    """Frames with continuous indices across loops, and their send time after the start (s)."""
+    base_index, base_time = 0, 0.0
+    while True:
+        count, first_time, index, offset = 0, None, base_index - 1, base_time
+        for frame in source:
+            first_time = frame.timestamp if first_time is None else first_time
+            index = base_index + frame.index
+            offset = (index / options.fps if options.fps
+                      else base_time + frame.timestamp - first_time)
+            count += 1
+            yield replace(frame, index=index), offset
+        if not options.loop or count == 0:
+            return
+        # The next pass starts one mean frame interval after this one's last frame.
+        base_index, base_time = index + 1, offset + (offset - base_time) / max(1, count - 1)
+
+
+def _send(producer: KafkaProducer, topic: str, message: tuple[bytes, bytes, list],
+          failures: list[BaseException]) -> None:
+    key, value, headers = message
+    future = producer.send(topic, key=key, value=value, headers=headers,
+                           timestamp_ms=int(time.time() * 1000))
+    future.add_errback(failures.append)

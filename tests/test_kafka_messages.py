@@ -1,0 +1,147 @@
+"""Frame message format v1, the offset bookkeeping of the worker and the publisher's
+schedule: fast unit tests, no server."""
+
+import numpy as np
+import pytest
+from kafka import TopicPartition
+
+from streams.messages import (H_CAMERA, H_FRAME, H_KIND, H_SCHEMA, H_TIMESTAMP, SCHEMA_VERSION,
+                              EndOfStream, MessageError, decode_message, encode_end,
+                              encode_frame)
+from streams.publisher import PublishOptions, _scheduled
+from vad.commands.publish import camera_ids
+from vad.errors import VadError
+from vad.serve import OffsetTracker
+from vad.types import Frame
+
+
+def gradient(height: int = 48, width: int = 64, colour: bool = True) -> np.ndarray:
+    image = np.add.outer(np.arange(height), np.arange(width)).astype(np.uint8) * 2
+    return np.dstack([image, image // 2, 255 - image]) if colour else image
+
+
+@pytest.mark.parametrize("colour", [True, False])
+def test_frame_round_trip(colour):
+    frame = Frame("gate-3", 42, 1_700_000_000.25, gradient(colour=colour))
+    key, value, headers = encode_frame(frame, quality=95)
+    assert key == b"gate-3" and value[:2] == b"\xff\xd8"
+    assert dict(headers)[H_SCHEMA] == str(SCHEMA_VERSION).encode()
+    decoded = decode_message(key, value, headers)
+    assert (decoded.camera_id, decoded.index, decoded.timestamp) == ("gate-3", 42, frame.timestamp)
+    assert decoded.image.shape == frame.image.shape
+    assert np.abs(decoded.image.astype(int) - frame.image).mean() < 3  # JPEG is lossy
+
+
+def test_grey_frames_travel_as_one_channel():
+    grey = np.repeat(gradient(colour=False)[..., None], 3, axis=2)
+    decoded = decode_message(*encode_frame(Frame("cam", 0, 0.0, grey)))
+    assert decoded.image.shape == grey.shape[:2]
+    assert np.abs(decoded.image.astype(int) - grey[..., 0]).mean() < 3
+
+
+def test_end_of_stream_round_trip():
+    end = EndOfStream("gate-3", 180, 12.5)
+    assert decode_message(*encode_end(end)) == end
+
+
+def _headers(**changes: bytes | None) -> list[tuple[str, bytes]]:
+    headers = {H_SCHEMA: b"1", H_KIND: b"frame", H_CAMERA: b"cam", H_FRAME: b"7",
+               H_TIMESTAMP: b"1.5"}
+    headers.update(changes)
+    return [(name, value) for name, value in headers.items() if value is not None]
+
+
+JPEG = encode_frame(Frame("cam", 0, 0.0, gradient()))[1]
+
+
+@pytest.mark.parametrize("key, value, headers, reason", [
+    (b"cam", b"hello", _headers(), "undecodable-image"),
+    (b"cam", JPEG[:-300], _headers(), "undecodable-image"),
+    (b"cam", JPEG, _headers(**{H_FRAME: None}), "missing-header"),
+    (b"cam", JPEG, [], "missing-header"),
+    (b"cam", JPEG, _headers(**{H_SCHEMA: b"2"}), "unknown-version"),
+    (b"cam", JPEG, _headers(**{H_SCHEMA: b"v1"}), "unknown-version"),
+    (b"cam", JPEG, _headers(**{H_FRAME: b"seven"}), "bad-header"),
+    (b"cam", JPEG, _headers(**{H_FRAME: b"-1"}), "bad-header"),
+    (b"cam", JPEG, _headers(**{H_TIMESTAMP: b"nan"}), "bad-header"),
+    (b"cam", JPEG, _headers(**{H_CAMERA: b"\xff\xfe"}), "bad-header"),
+    (b"cam", JPEG, _headers(**{H_KIND: b"keyframe"}), "bad-header"),
+    (b"other", JPEG, _headers(), "camera-mismatch"),
+    (b"cam", b"\xff\xd8" + bytes(5000) + b"\xff\xd9", _headers(), "oversize"),
+])
+def test_malformed_messages_raise_a_typed_error(key, value, headers, reason):
+    with pytest.raises(MessageError) as caught:
+        decode_message(key, value, headers, max_bytes=4096)
+    assert caught.value.reason == reason
+    assert isinstance(caught.value, VadError)
+
+
+def test_damaged_jpeg_is_rejected_or_decoded_never_crashes():
+    # Kafka's record CRC catches transport damage; libjpeg decodes what it can of the rest.
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        damaged = bytearray(JPEG)
+        for position in rng.integers(2, len(JPEG) - 2, size=20):
+            damaged[position] = rng.integers(0, 256)
+        try:
+            frame = decode_message(b"cam", bytes(damaged), _headers())
+        except MessageError as exc:
+            assert exc.reason == "undecodable-image"
+        else:
+            assert frame.image.dtype == np.uint8 and frame.image.size > 0
+
+
+def test_encoding_refuses_a_frame_over_the_limit():
+    with pytest.raises(VadError, match="exceed"):
+        encode_frame(Frame("cam", 0, 0.0, gradient()), max_bytes=100)
+
+
+def test_offset_tracker_commits_up_to_the_first_unsettled_record():
+    tp, other = TopicPartition("t", 0), TopicPartition("t", 1)
+    tracker = OffsetTracker()
+    frames = [tracker.add(tp, offset, "a", index) for offset, index in enumerate(range(5))]
+    letter = tracker.add(tp, 5)  # dead letter, not yet acknowledged
+    later = tracker.add(tp, 6, "b", 0)
+    for entry in frames + [later]:
+        tracker.mark(entry, processed=True)
+    settled = {"a": 2, "b": 10}
+    assert tracker.committable([tp, other], settled.get) == {tp: 3}
+    tracker.committed({tp: 3})
+    assert tracker.committable([tp], settled.get) == {}  # nothing new to commit
+    tracker.settle_camera("a")  # end of stream
+    assert tracker.committable([tp], settled.get) == {tp: 5}
+    tracker.mark(letter, settled=True)
+    assert tracker.committable([tp], settled.get) == {tp: 7}
+    tracker.forget([tp])
+    assert tracker.committable([tp], settled.get) == {}
+
+
+class Clip:
+    camera_id = "cam"
+
+    def __iter__(self):
+        return iter(Frame("cam", i, 10.0 + i * 0.04, gradient(4, 4)) for i in range(3))
+
+
+def test_schedule_follows_the_source_clock_or_a_rate_and_loops_with_rising_indices():
+    def plan(**options):
+        frames = _scheduled(Clip(), PublishOptions(**options))
+        return [(frame.index, round(offset, 3)) for frame, offset in
+                (next(frames) for _ in range(6 if options.get("loop") else 3))]
+
+    assert plan() == [(0, 0.0), (1, 0.04), (2, 0.08)]
+    assert plan(fps=10) == [(0, 0.0), (1, 0.1), (2, 0.2)]
+    assert plan(loop=True) == [(0, 0.0), (1, 0.04), (2, 0.08), (3, 0.12), (4, 0.16), (5, 0.2)]
+
+
+def test_publish_options_and_camera_ids_are_checked():
+    with pytest.raises(VadError, match="positive"):
+        PublishOptions(fps=0)
+    with pytest.raises(VadError, match="exclude"):
+        PublishOptions(fps=5, max_rate=True)
+    with pytest.raises(VadError, match="at least 1"):
+        PublishOptions(limit=0)
+    assert camera_ids(["a,b", "c"], 3) == ["a", "b", "c"]
+    assert camera_ids([], 2) == [None, None]
+    with pytest.raises(VadError, match="2 camera ids for 3 sources"):
+        camera_ids(["a", "b"], 3)

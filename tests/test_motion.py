@@ -1,0 +1,113 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import moving_square, write_video
+
+from models import get_scorer, load_scorer
+from models.flow import DenseFlow, flow_masked_frame
+from models.motion_text import direction_name, region_name
+from streams.sources import VideoFileSource
+from vad.errors import VadError
+from vad.scoring import score_source
+from vad.types import Frame
+
+SIZE = (64, 96)
+TINY = {"size": SIZE, "block": 8, "bank_size": 400, "consistency_dim": 4}
+
+
+def square_clip(n: int, speed: int, top: int, start: int, side: int = 12) -> np.ndarray:
+    """A bright square moving horizontally (negative speed: right to left) at row `top`."""
+    rng = np.random.default_rng(1)
+    frames = np.repeat(rng.integers(20, 60, size=SIZE, dtype=np.uint8)[None], n, axis=0)
+    for t in range(n):
+        left = start + speed * t
+        frames[t, top:top + side, left:left + side] = 220
+    return frames
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("motion")
+    normal = [VideoFileSource(write_video(folder / f"normal{i}.mp4",
+                                          square_clip(24, 2, top, 4 + 6 * i)))
+              for i, top in enumerate((8, 26, 44))]
+    fitted = get_scorer("motion", **TINY)
+    fitted.fit(normal, progress=False)
+    return fitted
+
+
+def test_flow_mask_keeps_only_the_moving_square():
+    frames = moving_square(n=8, size=SIZE, side=12, speed=3)
+    flow = DenseFlow()(frames[6], frames[7])
+    masked = flow_masked_frame(frames[7], flow, threshold=0.4)
+    top, left = SIZE[0] // 2 - 6, 4 + 3 * 7
+    square = np.zeros(SIZE, bool)
+    square[top:top + 12, left:left + 12] = True
+    near = np.zeros(SIZE, bool)
+    near[top - 8:top + 20, left - 8:left + 20] = True
+    assert (masked[square] > 0).mean() > 0.5  # the square is kept ...
+    assert not masked[~near].any()  # ... and the static background far from it is zeroed
+
+
+def test_fast_object_scores_above_the_normal_motion(scorer, tmp_path):
+    normal = score_source(scorer, VideoFileSource(write_video(
+        tmp_path / "normal.mp4", square_clip(24, 2, 30, 10)))).scores
+    fast = score_source(scorer, VideoFileSource(write_video(
+        tmp_path / "fast.mp4", square_clip(10, 8, 30, 4)))).scores
+    assert fast.min() > normal.max()
+    assert fast.mean() > 2 * normal.mean()
+    assert scorer.calibration.count > 0
+
+
+def test_save_load_round_trip_gives_identical_scores(scorer, tmp_path):
+    source = VideoFileSource(write_video(tmp_path / "fast.mp4", square_clip(10, 8, 30, 4)))
+    loaded = load_scorer(scorer.save(tmp_path / "ckpt"))
+    before, after = score_source(scorer, source), score_source(loaded, source)
+    np.testing.assert_array_equal(before.scores, after.scores)
+    assert loaded.calibration == scorer.calibration
+
+
+def test_description_names_direction_and_region(scorer):
+    frames = square_clip(8, -8, 46, 80)  # fast, right to left, in the lower third
+    description = scorer.describe_motion(frames)
+    assert description.direction == "right to left"
+    assert description.region.startswith("lower-")
+    assert description.speed_ratio > 2
+    text = scorer.describe(frames)
+    assert "right to left" in text and "lower-" in text and "faster than usual" in text
+    # The same clip as float frames or as the pipeline's Frame objects reads the same.
+    assert scorer.describe(frames.astype(np.float32) / 255) == text
+    sampled = [Frame("cam", i, i / 10, image) for i, image in enumerate(frames)]
+    assert scorer.describe(sampled) == text
+
+
+def test_still_or_normal_motion_is_described_as_no_unusual_motion(scorer):
+    still = np.repeat(square_clip(1, 0, 30, 30), 4, axis=0)
+    assert scorer.describe(still) == "no unusual motion"
+    assert scorer.describe(square_clip(8, 2, 26, 20)) == "no unusual motion"
+
+
+def test_names_and_errors():
+    assert direction_name(1, 0) == "left to right"
+    assert direction_name(0, -1) == "upwards"
+    assert region_name(10, 230, 360, 240) == "lower-left"
+    with pytest.raises(VadError, match="not fitted"):
+        get_scorer("motion", **TINY).describe(square_clip(3, 2, 10, 10))
+    with pytest.raises(VadError, match="bank_size"):
+        get_scorer("motion", k=5, bank_size=5)
+
+
+@pytest.mark.slow
+def test_ped2_checkpoint_separates_a_test_video_and_describes_it(ped2_dir):
+    from sklearn.metrics import roc_auc_score
+
+    scorer = load_scorer(Path(__file__).resolve().parents[1] / "checkpoints" / "motion-ped2")
+    source = VideoFileSource(ped2_dir / "test" / "02.mp4")
+    result = score_source(scorer, source)
+    rows = np.loadtxt(ped2_dir / "test_labels.csv", delimiter=",", skiprows=1,
+                      dtype=str)
+    labels = rows[rows[:, 0] == "02", 2].astype(int)
+    assert roc_auc_score(labels[result.indices], result.scores) > 0.95
+    frames = np.stack([frame.image for frame in source][120:130])  # the cyclist crosses
+    assert "faster than usual" in scorer.describe(frames)

@@ -1,0 +1,125 @@
+"""The Redis alert store against a real redis-server: the AlertStore contract (shared with
+SQLite), idempotent puts, the alert stream, and the on-disk spool across an outage."""
+
+import time
+
+import pytest
+import redis as redis_client
+
+from vad.errors import VadError
+from vad.stores import AlertQuery, open_store
+from vad.stores.redis import StoreUnavailableError
+from vad.types import Alert
+
+
+def make_alert(camera: str = "cam1", start: int = 10, peak: float = 5.0, **changes) -> Alert:
+    values = dict(id=f"{camera}:{start}", camera_id=camera, start_frame=start,
+                  end_frame=start + 9, start_time=start / 10, end_time=(start + 9) / 10,
+                  peak_frame=start + 3, peak_score=peak, mean_score=peak / 2,
+                  keyframe_jpeg=b"\xff\xd8jpeg\xff\xd9", heatmap_png=b"\x89PNG\0data")
+    values.update(changes)
+    return Alert(**values)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'alerts.db'}"
+    else:
+        url = f"{request.getfixturevalue('redis_server').url}?spool={tmp_path / 'spool.sqlite'}"
+    with open_store(url) as opened:
+        yield opened
+
+
+def test_put_is_idempotent_and_keeps_operator_fields(store):
+    alert = make_alert()
+    assert store.put(alert) is True
+    store.set_status(alert.id, "acknowledged", "seen it")
+    assert store.put(make_alert(end_frame=40, created_at=alert.created_at + 60)) is False
+    stored = store.get(alert.id)
+    assert (stored.end_frame, stored.status, stored.note) == (40, "acknowledged", "seen it")
+    assert stored.created_at == pytest.approx(alert.created_at)
+    assert stored.keyframe_jpeg == alert.keyframe_jpeg and stored.heatmap_png == alert.heatmap_png
+    assert store.get("nope:1") is None
+
+
+def test_query_filters_and_orders_newest_first(store):
+    now = time.time()
+    store.put(make_alert("a", 10, peak=2.0, created_at=now))
+    store.put(make_alert("a", 50, peak=8.0, created_at=now + 1))
+    store.put(make_alert("b", 30, peak=6.0, created_at=now + 2))
+    store.set_status("b:30", "resolved")
+    assert [a.id for a in store.query()] == ["b:30", "a:50", "a:10"]
+    assert [a.id for a in store.query(AlertQuery(camera_id="a"))] == ["a:50", "a:10"]
+    assert [a.id for a in store.query(AlertQuery(status="new", min_score=3))] == ["a:50"]
+    assert [a.id for a in store.query(AlertQuery(since=2.0, until=4.0))] == ["b:30"]
+    assert [a.id for a in store.query(AlertQuery(limit=1))] == ["b:30"]
+
+
+def test_scores_overwrite_per_frame_and_cameras(store):
+    store.record_scores("cam1", [0, 1, 2], [0.0, 0.1, 0.2], [1.0, 2.0, 3.0])
+    store.record_scores("cam1", [2, 3], [0.2, 0.3], [9.0, 4.0])
+    series = store.scores("cam1")
+    assert series.indices.tolist() == [0, 1, 2, 3]
+    assert series.scores.tolist() == [1.0, 2.0, 9.0, 4.0]
+    assert store.scores("cam1", 1, 2).indices.tolist() == [1, 2]
+    assert len(store.scores("other").indices) == 0
+    store.put(make_alert("cam2"))
+    assert store.cameras() == ["cam1", "cam2"]
+
+
+def test_unknown_status_and_alert_are_clear_errors(store):
+    with pytest.raises(VadError, match="unknown alert status"):
+        store.set_status("x:1", "done")
+    with pytest.raises(VadError, match="no alert"):
+        store.set_status("x:1", "resolved")
+
+
+def test_stream_has_one_entry_per_alert_and_per_acknowledgement(redis_server, tmp_path):
+    with open_store(f"{redis_server.url}?prefix=t&spool={tmp_path / 's.sqlite'}") as store:
+        for _ in range(3):  # at-least-once redelivery
+            store.put(make_alert())
+        store.set_status("cam1:10", "acknowledged")
+    entries = redis_client.Redis.from_url(redis_server.url).xrange("t:alerts")
+    assert [(e[b"type"], e[b"id"]) for _, e in entries] == [(b"alert", b"cam1:10"),
+                                                             (b"status", b"cam1:10")]
+
+
+def test_outage_spools_to_disk_and_replays_in_order(redis_server, tmp_path):
+    url = f"{redis_server.url}?spool={tmp_path / 'spool.sqlite'}&retry_seconds=0.2"
+    store = open_store(url)
+    store.put(make_alert(start=1))
+    redis_server.stop()
+    store.put(make_alert(start=20))
+    store.record_scores("cam1", [20, 21], [2.0, 2.1], [7.0, 8.0])
+    store.put(make_alert(start=20, end_frame=35))  # the update must win over the insert
+    assert store.spooled() == 3
+    with pytest.raises(StoreUnavailableError, match="unreachable"):
+        store.query()
+    store.close()  # the spool outlives the process that wrote it
+
+    redis_server.start()
+    with open_store(url) as reopened:
+        deadline = time.monotonic() + 10
+        while reopened.spooled() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert reopened.spooled() == 0
+        assert sorted(a.id for a in reopened.query()) == ["cam1:1", "cam1:20"]
+        assert reopened.get("cam1:20").end_frame == 35
+        assert reopened.scores("cam1").scores.tolist() == [7.0, 8.0]
+
+
+def test_full_spool_refuses_writes(redis_server, tmp_path):
+    store = open_store(f"{redis_server.url}?spool={tmp_path / 's.sqlite'}&spool_max_mb=0.001")
+    redis_server.stop()
+    with pytest.raises(StoreUnavailableError, match="spool .* is full"):
+        for start in range(100):
+            store.put(make_alert(start=start))
+    store.close()
+
+
+def test_bad_url_is_a_clear_error():
+    with pytest.raises(VadError, match="needs a host"):
+        open_store("redis:///0")
+    with pytest.raises(VadError, match="spool_max_mb"):
+        open_store("redis://localhost:1/0?spool_max_mb=lots")

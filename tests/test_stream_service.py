@@ -1,0 +1,442 @@
+"""The Kafka streaming service against real servers (Tansu broker, redis-server): consumer
+groups, crash recovery, dead letters and a Redis outage, checked frame by frame against the
+same pipeline run in-process on the same (JPEG round-tripped) frames."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis as redis_client
+import yaml
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.partitioner.default import murmur2
+
+from models import get_scorer
+from streams.kafka import KafkaSettings, make_producer
+from streams.messages import (H_ERROR, H_FRAME, H_ORIGIN, H_SCHEMA, EndOfStream, decode_message,
+                              encode_end, encode_frame)
+from streams.publisher import PublishOptions, publish
+from streams.sources import Source
+from vad.config import load_config
+from vad.pipeline import Pipeline
+from vad.serve import ServeOptions, StreamWorker
+from vad.stores import AlertQuery, open_store
+from vad.types import Frame
+
+REPO = Path(__file__).resolve().parents[1]
+N_FRAMES = 120
+
+
+# -- synthetic cameras -------------------------------------------------------------------------
+def camera_frames(camera: str, n: int = N_FRAMES, anomaly: tuple[int, int] | None = (50, 70),
+                  seed: int = 0) -> list[Frame]:
+    """A small square drifting over a noisy static scene; during `anomaly` a big bright block
+    sweeps across fast."""
+    rng = np.random.default_rng(seed)
+    background = rng.integers(30, 90, size=(96, 128), dtype=np.uint8)
+    frames = []
+    for t in range(n):
+        image = background + rng.integers(0, 4, size=background.shape, dtype=np.uint8)
+        image[40:48, 10 + t // 2:18 + t // 2] = 200  # never wraps: no borderline spike
+        if anomaly and anomaly[0] <= t < anomaly[1]:
+            left = (t - anomaly[0]) * 6 % 90
+            image[20:60, left:left + 30] = 250
+        frames.append(Frame(camera, t, t / 10, np.repeat(image[..., None], 3, axis=2)))
+    return frames
+
+
+class FrameList(Source):
+    def __init__(self, frames: list[Frame]):
+        self.frames, self.camera_id, self.location = frames, frames[0].camera_id, "memory"
+
+    def __iter__(self):
+        return iter(self.frames)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def on_the_wire(frames: list[Frame]) -> list[Frame]:
+    """What a worker decodes: the frames after the JPEG round trip."""
+    return [decode_message(*encode_frame(frame)) for frame in frames]
+
+
+def cameras_on_partitions(partitions: int, prefix: str = "cam") -> list[str]:
+    """One camera id per partition, as Kafka's default partitioner places keys."""
+    chosen: dict[int, str] = {}
+    for i in range(1000):
+        name = f"{prefix}{i}"
+        chosen.setdefault((murmur2(name.encode()) & 0x7FFFFFFF) % partitions, name)
+        if len(chosen) == partitions:
+            return [chosen[p] for p in range(partitions)]
+    raise AssertionError("no spread of camera ids found")
+
+
+@pytest.fixture(scope="module")
+def config_path(tmp_path_factory) -> Path:
+    """A frame-diff checkpoint fitted on normal footage as the workers see it."""
+    directory = tmp_path_factory.mktemp("stream")
+    scorer = get_scorer("frame-diff")
+    scorer.fit([FrameList(on_the_wire(camera_frames("normal", 160, anomaly=None, seed=1)))],
+               progress=False)
+    scorer.save(directory / "frame-diff")
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump({"scorers": [{"name": "frame-diff",
+                                                 "checkpoint": str(directory / "frame-diff")}]}))
+    return path
+
+
+def reference(config_path: Path, cameras: dict[str, list[Frame]]):
+    """Alerts {id: (start, end)} and scored frame indices per camera of an in-process run."""
+    with open_store("sqlite:///:memory:") as store:
+        pipeline = Pipeline.from_config(load_config(config_path), store)
+        for frames in cameras.values():
+            pipeline.process_all(on_the_wire(frames))
+        alerts = {a.id: (a.start_frame, a.end_frame) for a in store.query(AlertQuery(limit=10**6))}
+        scored = {camera: store.scores(camera).indices.tolist() for camera in cameras}
+    assert alerts, "the synthetic anomalies must raise alerts"
+    return alerts, scored
+
+
+# -- observing the servers ---------------------------------------------------------------------
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} "
+                                 f"{getattr(predicate, 'missing', '')}")
+        time.sleep(0.1)
+
+
+def stored(redis_url: str, cameras) -> tuple[dict, dict]:
+    with open_store(redis_url) as store:
+        alerts = {a.id: (a.start_frame, a.end_frame) for a in store.query(AlertQuery(limit=10**6))}
+        scored = {camera: store.scores(camera).indices.tolist() for camera in cameras}
+    return alerts, scored
+
+
+def stream_alert_ids(redis_url: str) -> Counter:
+    entries = redis_client.Redis.from_url(redis_url).xrange("vad:alerts")
+    return Counter(e[b"id"].decode() for _, e in entries if e[b"type"] == b"alert")
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        offsets = {p: consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
+    finally:
+        consumer.close()
+    return {p: offset for p, offset in offsets.items() if offset}
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """Records per partition, counted by reading them (no consumer group)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000)
+    consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+    counts = Counter(record.partition for record in consumer)
+    consumer.close()
+    return {p: counts[p] for p in range(partitions) if counts[p]}
+
+
+def publish_cameras(bootstrap: str, topic: str, cameras: dict[str, list[Frame]],
+                    options: PublishOptions = PublishOptions(max_rate=True)) -> None:
+    producer = make_producer(KafkaSettings(bootstrap))
+    try:
+        publish([FrameList(frames) for frames in cameras.values()], producer, topic, options,
+                progress=False)
+    finally:
+        producer.close()
+
+
+class WorkerThread:
+    """A `StreamWorker` with its own pipeline and store, in a thread of this process."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str, store_url: str,
+                 config_path: Path, max_message_bytes: int | None = None):
+        self.store = open_store(store_url)
+        settings = KafkaSettings(bootstrap, **({"max_message_bytes": max_message_bytes}
+                                               if max_message_bytes else {}))
+        self.worker = StreamWorker(Pipeline.from_config(load_config(config_path), self.store),
+                                   settings, ServeOptions(topic, group, commit_interval=0.2,
+                                                          metrics_interval=1.0))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.worker.run()
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+    def __enter__(self) -> "WorkerThread":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.worker.stop()
+        self.thread.join(timeout=60)
+        self.store.close()
+        assert not self.thread.is_alive(), "the worker did not stop"
+        assert self.error is None, self.error
+
+
+def assert_matches_reference(redis_url: str, expected_alerts: dict, expected_scored: dict):
+    alerts, scored = stored(redis_url, expected_scored)
+    assert alerts == expected_alerts
+    assert scored == expected_scored
+    assert stream_alert_ids(redis_url) == Counter(list(expected_alerts))  # never a duplicate
+
+
+def complete(redis_url: str, expected_alerts: dict, expected_scored: dict):
+    def check() -> bool:
+        alerts, scored = stored(redis_url, expected_scored)
+        check.missing = {  # what a timeout reports
+            "alerts": sorted(set(expected_alerts) - set(alerts)),
+            "unexpected alerts": sorted(set(alerts) - set(expected_alerts)),
+            "frames": {camera: sorted(set(frames) - set(scored[camera]))[:20]
+                       for camera, frames in expected_scored.items()
+                       if set(frames) - set(scored[camera])}}
+        return set(alerts) >= set(expected_alerts) and scored == expected_scored
+    return check
+
+
+# -- tests -------------------------------------------------------------------------------------
+def test_two_workers_in_one_group_share_partitions(kafka_broker, redis_server, config_path):
+    """The second worker joins mid-stream: partitions move, their cameras' state is rebuilt
+    by the new owner from the committed offsets, and the result is that of one run."""
+    topic, n = kafka_broker.new_topic(partitions=4), 150
+    names = cameras_on_partitions(4) + cameras_on_partitions(4, "lens")  # two per partition
+    cameras = {name: camera_frames(name, n, anomaly=(30 + 12 * i, 50 + 12 * i), seed=10 + i)
+               for i, name in enumerate(names)}
+    expected = reference(config_path, cameras)
+    with WorkerThread(kafka_broker.bootstrap, topic, "pair", redis_server.url, config_path) as a:
+        wait_until(lambda: len(a.worker.assigned) == 4, 60, "the first worker's partitions")
+        publisher = threading.Thread(target=publish_cameras, args=(
+            kafka_broker.bootstrap, topic, cameras, PublishOptions(fps=30)))
+        publisher.start()
+        wait_until(lambda: a.worker.stats.frames >= n, 60, "frames before the second worker")
+        with WorkerThread(kafka_broker.bootstrap, topic, "pair", redis_server.url,
+                          config_path) as b:
+            wait_until(lambda: len(a.worker.assigned) == len(b.worker.assigned) == 2, 60,
+                       "the partitions to be shared")
+            assert not a.worker.assigned & b.worker.assigned
+            publisher.join()
+            wait_until(complete(redis_server.url, *expected), 60, "all frames and alerts")
+            frames = (a.worker.stats.frames, b.worker.stats.frames)
+    assert min(frames) > 0 and sum(frames) >= len(cameras) * n  # at least once
+    assert_matches_reference(redis_server.url, *expected)
+    kafka_broker.delete_topics(topic, f"{topic}.dead-letter")
+
+
+def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(
+        kafka_broker, redis_server, config_path, tmp_path):
+    """Two cameras per partition: a partition's commit point is held back by its camera with
+    the oldest unsettled frame, the other one must not replay what it had settled."""
+    topic, group, n = kafka_broker.new_topic(partitions=2), "crash", 150
+    names = cameras_on_partitions(2, "crash") + cameras_on_partitions(2, "smash")
+    cameras = {name: camera_frames(name, n, anomaly=(35 + 25 * i, 55 + 25 * i), seed=20 + i)
+               for i, name in enumerate(names)}
+    expected = reference(config_path, cameras)
+
+    def serve(log: Path) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "vad.cli", "serve", "--bootstrap", kafka_broker.bootstrap,
+             "--topic", topic, "--group", group, "--store", redis_server.url,
+             "--config", str(config_path), "--commit-interval", "0.2",
+             "--metrics-interval", "1"],
+            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+    first = serve(tmp_path / "first.log")
+    wait_until(lambda: "assigned" in (tmp_path / "first.log").read_text(), 60,
+               "the first worker's partitions")
+    publisher = threading.Thread(target=publish_cameras, args=(
+        kafka_broker.bootstrap, topic, cameras, PublishOptions(fps=30)))
+    publisher.start()
+    def scored_so_far() -> int:
+        return sum(map(len, stored(redis_server.url, cameras)[1].values()))
+
+    wait_until(lambda: scored_so_far() >= 60 * len(cameras), 60, "frames before the crash")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    at_crash = scored_so_far()
+    assert at_crash < sum(map(len, expected[1].values())), "the crash must be mid-stream"
+    assert committed_offsets(kafka_broker.bootstrap, group, topic, 2), "nothing committed yet"
+
+    second = serve(tmp_path / "second.log")
+    publisher.join()
+    wait_until(complete(redis_server.url, *expected), 90, "all frames after the restart")
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=60) == 0
+    log = (tmp_path / "second.log").read_text()
+    assert "frames/s=" in log and "lag=" in log and "dead-lettered=0" in log  # metrics lines
+    replayed = int(log.rsplit("stopped after ", 1)[1].split()[0])
+    assert replayed < len(cameras) * n, "the restarted worker resumes from committed offsets"
+    assert_matches_reference(redis_server.url, *expected)
+    assert committed_offsets(kafka_broker.bootstrap, group, topic, 2) == end_offsets(
+        kafka_broker.bootstrap, topic, 2), "everything committed after a graceful stop"
+    kafka_broker.delete_topics(topic, f"{topic}.dead-letter")
+
+
+def test_malformed_messages_are_dead_lettered_while_frames_flow(kafka_broker, redis_server,
+                                                                config_path):
+    topic, camera = kafka_broker.new_topic(partitions=1), "cam-bad"
+    frames = camera_frames(camera, seed=30)
+    expected = reference(config_path, {camera: frames})
+    key, jpeg, headers = encode_frame(frames[0])
+    without_frame = [h for h in headers if h[0] != H_FRAME]
+    future_version = [(H_SCHEMA, b"99")] + [h for h in headers if h[0] != H_SCHEMA]
+    malformed = [  # (key, value, headers, expected reason)
+        (key, b"not a jpeg at all", headers, "undecodable-image"),
+        (key, jpeg[: len(jpeg) // 2], headers, "undecodable-image"),
+        (key, jpeg, without_frame, "missing-header"),
+        (key, jpeg, future_version, "unknown-version"),
+        (key, b"\xff\xd8" + bytes(150_000) + b"\xff\xd9", headers, "oversize"),
+        (b"another-camera", jpeg, headers, "camera-mismatch"),
+        (key, jpeg, [], "missing-header"),
+    ]
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
+    for i, frame in enumerate(on_the_wire(frames)):  # a malformed message after every 10 frames
+        producer.send(topic, **_message(encode_frame(frame)))
+        if i % 10 == 9 and i // 10 < len(malformed):
+            producer.send(topic, **_message(malformed[i // 10][:3]))
+    producer.send(topic, **_message(encode_end(EndOfStream(camera, N_FRAMES, time.time()))))
+    producer.flush()
+    producer.close()
+
+    with WorkerThread(kafka_broker.bootstrap, topic, "dlq", redis_server.url, config_path,
+                      max_message_bytes=100_000) as worker:
+        wait_until(complete(redis_server.url, *expected), 60, "every valid frame and alert")
+        wait_until(lambda: committed_offsets(kafka_broker.bootstrap, "dlq", topic, 1)
+                   == end_offsets(kafka_broker.bootstrap, topic, 1), 10,
+                   "dead letters not to hold back commits")
+    assert worker.worker.stats.frames == N_FRAMES
+    assert worker.worker.stats.dead_lettered == Counter(m[3] for m in malformed)
+    assert_matches_reference(redis_server.url, *expected)
+
+    dead = KafkaConsumer(f"{topic}.dead-letter", bootstrap_servers=kafka_broker.bootstrap,
+                         auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    letters = sorted((dict(record.headers) for record in dead),  # in their original order
+                     key=lambda headers: int(headers[H_ORIGIN].rsplit(b"/", 1)[1]))
+    dead.close()
+    assert [h[H_ERROR].decode() for h in letters] == [m[3] for m in malformed]
+    assert all(h[H_ORIGIN].startswith(f"{topic}/0/".encode()) for h in letters)
+    kafka_broker.delete_topics(topic, f"{topic}.dead-letter")
+
+
+def _message(message: tuple) -> dict:
+    key, value, headers = message
+    return {"key": key, "value": value, "headers": headers, "partition": 0}
+
+
+def test_redis_outage_spools_alerts_and_delivers_them_all(kafka_broker, redis_server,
+                                                          config_path, tmp_path):
+    topic = kafka_broker.new_topic(partitions=2)
+    cameras = {name: camera_frames(name, anomaly=(40, 60), seed=40 + i)
+               for i, name in enumerate(cameras_on_partitions(2, "outage"))}
+    expected = reference(config_path, cameras)
+    url = f"{redis_server.url}?spool={tmp_path / 'spool.sqlite'}&retry_seconds=0.3"
+    with WorkerThread(kafka_broker.bootstrap, topic, "outage", url, config_path) as worker:
+        wait_until(lambda: len(worker.worker.assigned) == 2, 60, "partitions assigned")
+        redis_server.stop()
+        publish_cameras(kafka_broker.bootstrap, topic, cameras)
+        wait_until(lambda: committed_offsets(kafka_broker.bootstrap, "outage", topic, 2)
+                   == end_offsets(kafka_broker.bootstrap, topic, 2), 60,
+                   "every frame processed and committed while Redis is down")
+        assert worker.store.spooled() > 0 and worker.error is None
+        redis_server.start()
+        wait_until(lambda: worker.store.spooled() == 0, 30, "the spool to drain")
+    assert_matches_reference(redis_server.url, *expected)
+    kafka_broker.delete_topics(topic, f"{topic}.dead-letter")
+
+
+def test_a_camera_restarting_from_frame_zero_closes_its_previous_stream(
+        kafka_broker, redis_server, config_path):
+    topic, camera = kafka_broker.new_topic(partitions=1), "restarts"
+    first = camera_frames(camera, 60, anomaly=(40, 60), seed=50)  # ends during an event
+    second = camera_frames(camera, 60, anomaly=(10, 30), seed=51)
+    alerts = {**reference(config_path, {camera: first})[0],
+              **reference(config_path, {camera: second})[0]}
+    producer = make_producer(KafkaSettings(kafka_broker.bootstrap))
+    for frame in on_the_wire(first) + on_the_wire(second):  # no end-of-stream in between
+        producer.send(topic, **_message(encode_frame(frame)))
+    producer.send(topic, **_message(encode_end(EndOfStream(camera, 60, time.time()))))
+    producer.close()
+    with WorkerThread(kafka_broker.bootstrap, topic, "restarts", redis_server.url,
+                      config_path) as worker:
+        wait_until(lambda: worker.worker.stats.alerts == len(alerts), 60, "both streams' alerts")
+    assert alerts["restarts:40"] == (40, 59)  # the first stream's event ran to its end
+    assert stored(redis_server.url, [camera])[0] == alerts
+    kafka_broker.delete_topics(topic, f"{topic}.dead-letter")
+
+
+def read_topic(bootstrap: str, topic: str) -> list:
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000)
+    records = list(consumer)
+    consumer.close()
+    return records
+
+
+def test_publish_command_sends_each_source_as_a_camera(kafka_broker, tmp_path):
+    from conftest import moving_square, write_video
+    from vad.cli import main
+
+    videos = [write_video(tmp_path / f"{name}.mp4", moving_square(12)) for name in "ab"]
+    topic = f"publish-{tmp_path.name[-12:]}"
+    assert main(["publish", *map(str, videos), "--bootstrap", kafka_broker.bootstrap,
+                 "--topic", topic, "--camera", "north,south", "--limit", "5", "--max",
+                 "--partitions", "2", "--no-progress"]) == 0
+    messages = [decode_message(r.key, r.value, r.headers) for r in
+                read_topic(kafka_broker.bootstrap, topic)]
+    for camera in ("north", "south"):
+        mine = [m for m in messages if m.camera_id == camera]
+        assert [m.index for m in mine[:-1]] == [0, 1, 2, 3, 4]
+        assert mine[-1] == EndOfStream(camera, 5, mine[-1].timestamp)
+        assert mine[0].image.shape == (64, 96)  # grey footage travels as one channel
+        assert mine[0].timestamp <= mine[-1].timestamp <= time.time()
+    kafka_broker.delete_topics(topic)
+
+
+@pytest.mark.slow
+def test_ped2_video_published_then_served_into_redis(ped2_dir, kafka_broker, redis_server,
+                                                     tmp_path):
+    from streams.sources import open_source
+    from vad.cli import main
+
+    scorer = get_scorer("frame-diff")
+    scorer.fit([open_source(ped2_dir / "train" / name) for name in ("01.mp4", "02.mp4")],
+               progress=False)
+    scorer.save(tmp_path / "frame-diff")
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump({"scorers": [
+        {"name": "frame-diff", "checkpoint": str(tmp_path / "frame-diff")}]}))
+    video, camera = ped2_dir / "test" / "04.mp4", "ped2-04"
+    expected = reference(config_file, {camera: list(open_source(video, camera))})
+    topic = kafka_broker.new_topic(partitions=2)
+
+    with WorkerThread(kafka_broker.bootstrap, topic, "ped2", redis_server.url, config_file):
+        assert main(["publish", str(video), "--bootstrap", kafka_broker.bootstrap,
+                     "--topic", topic, "--camera", camera, "--max", "--no-progress"]) == 0
+        wait_until(complete(redis_server.url, *expected), 120, "the video's alerts")
+    assert_matches_reference(redis_server.url, *expected)
+    with open_store(redis_server.url) as store:
+        alerts = store.query()
+    labels = np.loadtxt(ped2_dir / "test_labels.csv", delimiter=",", skiprows=1, dtype=int)
+    anomalous = set(labels[(labels[:, 0] == 4) & (labels[:, 2] == 1), 1])
+    for alert in alerts:
+        assert alert.keyframe_jpeg.startswith(b"\xff\xd8")
+        assert alert.heatmap_png.startswith(b"\x89PNG")
+    assert any(anomalous & set(range(a.start_frame, a.end_frame + 1)) for a in alerts)
+    kafka_broker.delete_topics(topic, f"{topic}.dead-letter")
