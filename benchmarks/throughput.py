@@ -20,10 +20,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models import get_scorer, list_scorers, load_scorer  # noqa: E402
-from streams.sources import open_source  # noqa: E402
-from vad.errors import VadError  # noqa: E402
-from vad.scoring import DEFAULT_BATCH, iter_clips  # noqa: E402
+from models import get_scorer, list_scorers, load_scorer
+from streams.sources import open_source
+from vad.errors import VadError
+from vad.scoring import DEFAULT_BATCH, iter_clips
 
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "ped2" / "test" / "04.mp4"
 WARMUP_CLIPS = 3

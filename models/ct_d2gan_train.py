@@ -18,8 +18,14 @@ from torch import nn
 from tqdm import tqdm
 
 from models.base import CONFIG_FILE, Calibration, load_scorer
-from models.ct_d2gan import (CTD2GANConfig, CTD2GANScorer, Generator, ImageDiscriminator,
-                             VideoDiscriminator, gradient_difference_loss)
+from models.ct_d2gan import (
+    CTD2GANConfig,
+    CTD2GANScorer,
+    Generator,
+    ImageDiscriminator,
+    VideoDiscriminator,
+    gradient_difference_loss,
+)
 from streams.sources import Source
 from streams.windows import preprocess
 from vad.errors import VadError
@@ -40,7 +46,7 @@ class GanParts:
     iteration: int = 0
 
     @classmethod
-    def create(cls, scorer: CTD2GANScorer) -> "GanParts":
+    def create(cls, scorer: CTD2GANScorer) -> GanParts:
         config, device = scorer.config, scorer.device
         image_disc = ImageDiscriminator(config.channels, config.disc_width).to(device)
         video_disc = VideoDiscriminator(config.channels, config.disc_width).to(device)

@@ -1,19 +1,24 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import moving_square, write_video
+
 from models import get_scorer, load_scorer
-from models.ct_d2gan import (CTD2GANConfig, CTD2GANScorer, Generator, ImageDiscriminator,
-                             VideoDiscriminator)
+from models.ct_d2gan import (
+    CTD2GANConfig,
+    CTD2GANScorer,
+    Generator,
+    ImageDiscriminator,
+    VideoDiscriminator,
+)
 from models.ct_d2gan_train import GanParts, sample_batch, train_step
 from streams.sources import open_source
 from vad.errors import VadError
 from vad.scoring import score_source
 from vad.types import Clip
 
-TINY = dict(size=(32, 48), frames=3, width=4, heads=2, disc_width=4, batch_size=4,
-            checkpoint_every=2)
+TINY = {"size": (32, 48), "frames": 3, "width": 4, "heads": 2, "disc_width": 4,
+        "batch_size": 4, "checkpoint_every": 2}
 SIZE = (32, 48)
 DOCUMENTED_PED2_AUC = 0.9380  # docs/ct_d2gan.md, checkpoints/ct-d2gan-ped2
 
