@@ -42,7 +42,7 @@ class CTD2GANConfig:
     image_adv_weight: float = 0.05
     video_adv_weight: float = 0.05
     # Training.
-    iterations: int = 3000
+    iterations: int = 5000
     batch_size: int = 8
     lr_generator: float = 2e-4
     lr_discriminator: float = 2e-5
