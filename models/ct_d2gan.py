@@ -1,0 +1,289 @@
+"""CT-D2GAN: Convolutional Transformer based Dual Discriminator GAN (Feng et al., ACM MM 2021).
+
+A generator predicts frame t+1 from the T frames before it: a convolutional encoder applied to
+each past frame, a temporal self-attention module across the T feature maps, and a U-Net style
+convolutional decoder. Two least-squares discriminators judge the prediction: an image
+(patch) discriminator on the frame alone and a video discriminator (3D convolutions) on the
+past frames followed by the prediction. Normal motion is predictable; anomalous objects and
+motions are not, so the raw anomaly score of a frame is the negative PSNR of its prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.base import InputSpec, Scorer, register_scorer
+from streams.sources import Source
+from vad.errors import VadError
+from vad.types import Clip, ScoreResult
+
+
+@dataclass(frozen=True)
+class CTD2GANConfig:
+    # Input: (height, width), grayscale or BGR, and T past frames per prediction.
+    size: tuple[int, int] = (64, 96)
+    grayscale: bool = True
+    frames: int = 4
+    # Architecture: base channel width (doubled twice down the encoder), attention heads.
+    width: int = 16
+    heads: int = 4
+    disc_width: int = 16
+    # Loss weights (intensity L2, gradient difference, adversarial image / video): Liu et
+    # al.'s 1, 1, 0.05 for frames in [-1, 1], rescaled to our [0, 1] frames (L2 x4, L1 x2).
+    intensity_weight: float = 4.0
+    gradient_weight: float = 2.0
+    image_adv_weight: float = 0.05
+    video_adv_weight: float = 0.05
+    # Training.
+    iterations: int = 5000
+    batch_size: int = 8
+    lr_generator: float = 2e-4
+    lr_discriminator: float = 2e-5
+    seed: int = 0
+    checkpoint_every: int = 250
+    # Scoring: predictions per generator call.
+    inference_batch: int = 16
+
+    def __post_init__(self) -> None:
+        height, width = self.size
+        if height % 8 or width % 8 or height < 16 or width < 16:
+            raise VadError(f"ct-d2gan: size {self.size} must be multiples of 8, at least 16")
+        if self.frames < 1 or self.width < 1 or self.heads < 1 or self.disc_width < 1:
+            raise VadError("ct-d2gan: frames, width, heads and disc_width must be positive")
+        if (4 * self.width) % self.heads:
+            raise VadError(f"ct-d2gan: 4 * width ({4 * self.width}) must divide into "
+                           f"{self.heads} heads")
+        if self.iterations < 0 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise VadError("ct-d2gan: iterations >= 0, batch_size and checkpoint_every >= 1")
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.grayscale else 3
+
+
+def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride, 1),
+                         nn.LeakyReLU(0.2, inplace=True))
+
+
+def positional_encoding(length: int, dim: int) -> torch.Tensor:
+    """Sinusoidal encoding of frame positions 0..length-1, (length, dim)."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    rates = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(1e4) / dim))
+    encoding = torch.zeros(length, dim)
+    encoding[:, 0::2] = torch.sin(position * rates)
+    encoding[:, 1::2] = torch.cos(position * rates[: dim // 2])
+    return encoding
+
+
+class TemporalSelfAttention(nn.Module):
+    """Multi-head self-attention between the T feature maps of one clip.
+
+    Per head, convolutions give query, key and value maps; the attention weights between
+    frames come from the globally average-pooled query and key maps plus a positional encoding
+    of the frame position, and each frame's output is the weighted sum of the value maps.
+    """
+
+    def __init__(self, channels: int, heads: int, frames: int):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = channels // heads
+        self.query = nn.Conv2d(channels, channels, 3, padding=1)
+        self.key = nn.Conv2d(channels, channels, 3, padding=1)
+        self.value = nn.Conv2d(channels, channels, 3, padding=1)
+        self.merge = nn.Conv2d(channels, channels, 3, padding=1)
+        self.register_buffer("position", positional_encoding(frames, self.head_dim),
+                             persistent=False)
+
+    def project(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per-frame part, (N, C, h, w) -> pooled query and key (N, heads, d) and value maps.
+
+        It depends on one frame only, so a scorer computes it once per frame, not once per
+        window that frame falls in.
+        """
+        n = len(features)
+        query = self.query(features).mean(dim=(2, 3)).reshape(n, self.heads, self.head_dim)
+        key = self.key(features).mean(dim=(2, 3)).reshape(n, self.heads, self.head_dim)
+        return query, key, self.value(features)
+
+    def forward(self, features: torch.Tensor, query: torch.Tensor, key: torch.Tensor,
+                value: torch.Tensor) -> torch.Tensor:
+        """Windows of projected frames (B, T, ...) -> attended features (B, T, C, h, w)."""
+        b, t, c, h, w = features.shape
+        query = query + self.position[:, None]
+        key = key + self.position[:, None]
+        value = value.reshape(b, t, self.heads, self.head_dim * h * w)
+        logits = torch.einsum("bthd,bshd->bhts", query, key) / math.sqrt(self.head_dim)
+        attended = torch.einsum("bhts,bshx->bthx", logits.softmax(dim=-1), value)
+        attended = self.merge(attended.reshape(b * t, c, h, w))
+        return features + attended.reshape(b, t, c, h, w)
+
+
+class Generator(nn.Module):
+    """(B, T, C, H, W) past frames in [0, 1] -> (B, C, H, W) predicted next frame.
+
+    The encoder starts with a strided convolution and the decoder's last stage sees the raw
+    past frames instead of full-resolution features: full-resolution convolutions dominate
+    the cost on a CPU. The decoder predicts the change from the last frame, so an untrained
+    generator starts as "nothing moves" and training spends its iterations on the motion.
+    """
+
+    def __init__(self, config: CTD2GANConfig):
+        super().__init__()
+        c, t, w = config.channels, config.frames, config.width
+        self.encoder = nn.ModuleList([
+            nn.Sequential(_conv(c, w, 2), _conv(w, w)),
+            nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w)),
+            nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w)),
+        ])
+        self.attention = TemporalSelfAttention(4 * w, config.heads, t)
+        self.fuse = _conv(t * 4 * w, 4 * w)
+        # Skips: the T frames' encoder features at each finer scale, mixed by a 1x1 conv.
+        self.skips = nn.ModuleList([nn.Conv2d(t * ch, ch, 1) for ch in (w, 2 * w)])
+        self.decoder = nn.ModuleList([_conv(6 * w, 2 * w), _conv(3 * w, w), _conv(w + t * c, w)])
+        self.head = nn.Conv2d(w, c, 3, padding=1)
+
+    def encode(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Per-frame features, (N, C, H, W) -> [frames, scale 1, scale 2, scale 3, q, k, v]."""
+        encoded = [frames]
+        for stage in self.encoder:
+            encoded.append(stage(encoded[-1]))
+        return encoded + list(self.attention.project(encoded[-1]))
+
+    def decode(self, windows: list[torch.Tensor]) -> torch.Tensor:
+        """`encode` outputs gathered into windows (B, T, ...) -> (B, C, H, W) prediction."""
+        frames, *scales, bottleneck, query, key, value = windows
+        x = self.fuse(self.attention(bottleneck, query, key, value).flatten(1, 2))
+        skips = [skip(feature.flatten(1, 2)) for skip, feature in zip(self.skips, scales)]
+        for block, skip in zip(self.decoder, skips[::-1] + [frames.flatten(1, 2)]):
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], 1))
+        return frames[:, -1] + self.head(x)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        b, t = frames.shape[:2]
+        return self.decode([e.unflatten(0, (b, t)) for e in self.encode(frames.flatten(0, 1))])
+
+
+class ImageDiscriminator(nn.Module):
+    """PatchGAN: (B, C, H, W) -> (B, 1, H/8, W/8) realness per patch."""
+
+    def __init__(self, channels: int, width: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(2 * width, 4 * width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(4 * width, 1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image)
+
+
+class VideoDiscriminator(nn.Module):
+    """3D convolutions: (B, T+1, C, H, W) clip -> patch realness over space and time."""
+
+    def __init__(self, channels: int, width: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv3d(channels, width, 3, (1, 2, 2), 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv3d(width, 2 * width, 3, (1, 2, 2), 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv3d(2 * width, 4 * width, 3, (2, 2, 2), 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv3d(4 * width, 1, 3, 1, 1))
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        return self.net(clip.transpose(1, 2))
+
+
+def gradient_difference_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean |(|dx pred| - |dx target|)| + same along y (Mathieu et al. 2016, alpha = 1)."""
+    def grads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (x[..., :, 1:] - x[..., :, :-1]).abs(), (x[..., 1:, :] - x[..., :-1, :]).abs()
+
+    (px, py), (tx, ty) = grads(prediction), grads(target)
+    return (px - tx).abs().mean() + (py - ty).abs().mean()
+
+
+def psnr(errors: torch.Tensor) -> torch.Tensor:
+    """Per-frame PSNR (dB, peak 1) from (N, H, W) squared errors."""
+    return 10.0 * torch.log10(1.0 / errors.flatten(1).mean(1).clamp_min(1e-10))
+
+
+@register_scorer("ct-d2gan")
+class CTD2GANScorer(Scorer):
+    """Frame-prediction anomaly scorer; raw score = -PSNR of the predicted frame."""
+
+    Config = CTD2GANConfig
+
+    def __init__(self, config: CTD2GANConfig | None = None):
+        super().__init__(config)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.generator = Generator(self.config).to(self.device).eval()
+        # Discriminators and optimiser state, kept in checkpoints so training can resume.
+        self.training_state: dict[str, np.ndarray] = {}
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(size=self.config.size, grayscale=self.config.grayscale,
+                         context=self.config.frames)
+
+    def to_tensor(self, frames: np.ndarray) -> torch.Tensor:
+        """(N, H, W[, 3]) float frames in [0, 1] -> (N, C, H, W) tensor on the device."""
+        frames = frames[:, None] if frames.ndim == 3 else frames.transpose(0, 3, 1, 2)
+        return torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(self.device)
+
+    @torch.no_grad()
+    def predict(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) frames -> (N - T, C, H, W) predictions of frames[T:], batched.
+
+        Each frame is encoded once and its features are shared by the T windows it is in.
+        """
+        t = self.config.frames
+        encoded = self.generator.encode(frames[:-1])
+        windows = torch.arange(len(frames) - t, device=frames.device)[:, None] + torch.arange(
+            t, device=frames.device)  # (N - T, T) frame indices
+        return torch.cat([self.generator.decode([e[batch] for e in encoded])
+                          for batch in windows.split(self.config.inference_batch)])
+
+    def score(self, clip: Clip) -> ScoreResult:
+        t = self.config.frames
+        if clip.context < t:
+            raise VadError(f"ct-d2gan: needs {t} frames of context, the clip has {clip.context}")
+        expected = tuple(self.config.size)
+        if clip.frames.shape[1:3] != expected or (clip.frames.ndim == 3) != self.config.grayscale:
+            raise VadError(f"ct-d2gan: clip frames {clip.frames.shape[1:]} do not match the "
+                           f"model input {expected} {'gray' if self.config.grayscale else 'BGR'}")
+        frames = self.to_tensor(clip.frames[clip.context - t:])
+        prediction = self.predict(frames).clamp(0.0, 1.0)
+        errors = (prediction - frames[t:]).square().mean(1)  # (N, H, W), mean over channels
+        scores = -psnr(errors)
+        return ScoreResult(clip.camera_id, clip.target_indices,
+                           scores.double().cpu().numpy(), errors.cpu().numpy())
+
+    def fit(self, sources: Sequence[Source], progress: bool = True) -> None:
+        from models.ct_d2gan_train import train
+
+        train(self, sources, progress)
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        weights = {f"generator.{k}": v.detach().cpu().numpy()
+                   for k, v in self.generator.state_dict().items()}
+        return weights | self.training_state
+
+    def load_tensors(self, tensors: dict[str, np.ndarray]) -> None:
+        prefix = "generator."
+        weights = {k[len(prefix):]: torch.from_numpy(v.copy())
+                   for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            self.generator.load_state_dict(weights)
+        except RuntimeError as exc:
+            raise VadError(f"ct-d2gan: checkpoint does not fit the config "
+                           f"({str(exc).splitlines()[1].strip()})") from None
+        self.training_state = {k: v for k, v in tensors.items() if not k.startswith(prefix)}

@@ -1,0 +1,159 @@
+import numpy as np
+import pytest
+import torch
+from conftest import moving_square, write_video
+
+from models import get_scorer, load_scorer
+from models.ct_d2gan import (
+    CTD2GANConfig,
+    CTD2GANScorer,
+    Generator,
+    ImageDiscriminator,
+    VideoDiscriminator,
+)
+from models.ct_d2gan_train import GanParts, sample_batch, train_step
+from streams.sources import open_source
+from vad.errors import VadError
+from vad.scoring import score_source
+from vad.types import Clip
+
+TINY = {"size": (32, 48), "frames": 3, "width": 4, "heads": 2, "disc_width": 4,
+        "batch_size": 4, "checkpoint_every": 2}
+SIZE = (32, 48)
+DOCUMENTED_PED2_AUC = 0.9418  # docs/ct_d2gan.md, checkpoints/ct-d2gan-ped2
+
+
+def toy_frames(n: int = 16, intruder: bool = False) -> np.ndarray:
+    """A square drifting right; with `intruder`, a second bright block appears mid-clip."""
+    frames = moving_square(n=n, size=SIZE, side=8, speed=2)
+    if intruder:
+        frames[n // 2:, 4:14, 30:40] = 255
+    return frames
+
+
+def clip_of(frames: np.ndarray, context: int) -> Clip:
+    n = len(frames)
+    return Clip("toy", frames.astype(np.float32) / 255.0, np.arange(n), np.arange(n) / 10.0,
+                context)
+
+
+@pytest.fixture(scope="module")
+def normal_video(tmp_path_factory):
+    return open_source(write_video(tmp_path_factory.mktemp("ctd") / "normal.mp4", toy_frames(24)))
+
+
+@pytest.fixture(scope="module")
+def trained(normal_video, tmp_path_factory):
+    scorer = get_scorer("ct-d2gan", **TINY, iterations=120, lr_generator=2e-3)
+    scorer.work_dir = tmp_path_factory.mktemp("ctd-work")
+    scorer.fit([normal_video], progress=False)
+    return scorer
+
+
+@pytest.mark.parametrize("grayscale", [True, False])
+def test_network_output_shapes(grayscale):
+    config = CTD2GANConfig(**TINY, grayscale=grayscale)
+    c = config.channels
+    past = torch.rand(2, config.frames, c, *SIZE)
+    prediction = Generator(config)(past)
+    assert prediction.shape == (2, c, *SIZE)
+    assert ImageDiscriminator(c, 4)(prediction).shape == (2, 1, SIZE[0] // 8, SIZE[1] // 8)
+    clip = torch.cat([past, prediction[:, None]], 1)
+    assert VideoDiscriminator(c, 4)(clip).shape[:2] == (2, 1)
+
+
+def test_score_gives_one_score_and_heatmap_per_target_frame():
+    scorer = CTD2GANScorer(CTD2GANConfig(**TINY))
+    result = scorer.score(clip_of(toy_frames(10), context=3))
+    assert list(result.indices) == list(range(3, 10))
+    assert result.scores.shape == (7,) and np.isfinite(result.scores).all()
+    assert result.heatmaps.shape == (7, *SIZE) and (result.heatmaps >= 0).all()
+    with pytest.raises(VadError, match="needs 3 frames of context"):
+        scorer.score(clip_of(toy_frames(10), context=2))
+    with pytest.raises(VadError, match="do not match the model input"):
+        scorer.score(clip_of(moving_square(n=6, size=(16, 24)), context=3))
+
+
+def test_invalid_config_is_a_one_line_error():
+    with pytest.raises(VadError, match="multiples of 8"):
+        get_scorer("ct-d2gan", size=(30, 48))
+    with pytest.raises(VadError, match="heads"):
+        get_scorer("ct-d2gan", width=4, heads=3)
+
+
+def test_training_steps_reduce_the_prediction_loss():
+    torch.manual_seed(0)
+    scorer = CTD2GANScorer(CTD2GANConfig(**TINY, lr_generator=2e-3))
+    parts = GanParts.create(scorer)
+    frames = toy_frames(24)[:, None]
+    batch = torch.from_numpy(sample_batch([frames], scorer.config, iteration=0))
+    losses = [train_step(scorer, parts, batch)["int"] for _ in range(10)]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+
+
+def test_save_load_round_trip_gives_identical_scores(trained, normal_video, tmp_path):
+    loaded = load_scorer(trained.save(tmp_path / "ckpt"))
+    assert loaded.config == trained.config and loaded.calibration == trained.calibration
+    before = score_source(trained, normal_video)
+    after = score_source(loaded, normal_video)
+    np.testing.assert_array_equal(before.scores, after.scores)
+
+
+def test_fit_calibrates_and_checkpoints_into_work_dir(trained):
+    assert trained.calibration.count == 24 - 3 and trained.calibration.std > 0
+    checkpoint = load_scorer(trained.work_dir)
+    assert checkpoint.training_state["train.iteration"][0] == 120
+
+
+def test_resumed_training_matches_an_uninterrupted_run(normal_video, tmp_path):
+    whole = get_scorer("ct-d2gan", **TINY, iterations=4)
+    whole.fit([normal_video], progress=False)
+    halves = get_scorer("ct-d2gan", **TINY, iterations=2)
+    halves.work_dir = tmp_path
+    halves.fit([normal_video], progress=False)
+    resumed = get_scorer("ct-d2gan", **TINY, iterations=4)
+    resumed.work_dir = tmp_path
+    resumed.fit([normal_video], progress=False)
+    for name, value in whole.tensors().items():
+        np.testing.assert_array_equal(resumed.tensors()[name], value, err_msg=name)
+
+
+def test_resume_refuses_a_different_architecture(normal_video, tmp_path):
+    first = get_scorer("ct-d2gan", **TINY, iterations=2)
+    first.work_dir = tmp_path
+    first.fit([normal_video], progress=False)
+    other = get_scorer("ct-d2gan", **(TINY | {"width": 8}), iterations=4)
+    other.work_dir = tmp_path
+    with pytest.raises(VadError, match="other width"):
+        other.fit([normal_video], progress=False)
+
+
+def test_an_unexpected_object_scores_higher_than_normal_motion(trained):
+    context = trained.config.frames
+    normal = trained.score(clip_of(toy_frames(), context)).scores
+    anomalous = trained.score(clip_of(toy_frames(intruder=True), context)).scores
+    onset = 16 // 2 - context  # the first scored frame that shows the intruder
+    assert anomalous[onset] > normal.max()
+
+
+def test_shared_frame_encoding_predicts_like_the_plain_forward_pass():
+    scorer = CTD2GANScorer(CTD2GANConfig(**TINY, inference_batch=2))
+    frames = scorer.to_tensor(toy_frames(9).astype(np.float32) / 255.0)
+    windows = frames.unfold(0, 3, 1)[:-1].permute(0, 4, 1, 2, 3)
+    with torch.no_grad():
+        expected = scorer.generator(windows)
+    torch.testing.assert_close(scorer.predict(frames), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_committed_ped2_checkpoint_reaches_its_documented_auc(ped2_dir, tmp_path, capsys):
+    from pathlib import Path
+
+    from vad.cli import main
+
+    checkpoint = Path(__file__).resolve().parents[1] / "checkpoints" / "ct-d2gan-ped2"
+    out = tmp_path / "eval"
+    assert main(["eval", str(ped2_dir), "--scorer", "ct-d2gan", "--checkpoint", str(checkpoint),
+                 "--out", str(out), "--no-progress"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert float(last.removeprefix("micro_auc=")) >= DOCUMENTED_PED2_AUC - 0.005
