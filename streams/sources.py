@@ -1,7 +1,7 @@
 """Frame sources: a video file, a folder of frames, or an RTSP/HTTP stream.
 
 Sequential decoding goes through PyAV so that a damaged packet costs only its own frames;
-`read_frames` uses decord for random access when training samples clips from files.
+`read_frames` uses decord for random access to frames of a file.
 """
 
 from __future__ import annotations
@@ -189,11 +189,3 @@ def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
     rgb = reader.get_batch(list(indices)).asnumpy()
     return rgb[..., ::-1].copy()
 
-
-def video_length(path: str | Path) -> int:
-    import decord
-
-    try:
-        return len(decord.VideoReader(str(path)))
-    except decord.DECORDError as exc:
-        raise SourceError(str(path), f"cannot open for random access ({exc})") from None

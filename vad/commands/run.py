@@ -55,6 +55,6 @@ def _print_alerts(alerts, camera_id: str, store_url: str) -> None:
         table.add_row(alert.id, f"{alert.start_frame}-{alert.end_frame}",
                       f"{alert.start_time:.1f}-{alert.end_time:.1f}",
                       f"{alert.peak_score:.2f}", f"{alert.mean_score:.2f}",
-                      alert.rule or alert.explanation or alert.motion_description)
+                      "\n".join(filter(None, [alert.rule, alert.motion_description])))
     console.print(table)
     console.print(f"alerts stored in {store_url} at {datetime.now():%H:%M:%S}")
