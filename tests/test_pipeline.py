@@ -1,9 +1,8 @@
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
 from conftest import moving_square, write_video
+from reasoning.reasoner import Explanation
 from vad.cli import main
 from vad.config import load_config
 from vad.evidence import decode_image
@@ -46,15 +45,6 @@ def test_vad_run_stores_one_alert_with_evidence_and_no_duplicates(setup, tmp_pat
         assert decode_image(alert.keyframe_jpeg).shape == (64, 96, 3)
         assert decode_image(alert.heatmap_png).ndim == 2
         assert len(store.scores("cam7").scores) == 84  # every frame after the first
-
-
-@dataclass
-class Explanation:
-    verdict: bool
-    rule: str
-    reason: str
-    objects: str
-    motion_description: str
 
 
 class CountingReasoner:
