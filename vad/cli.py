@@ -23,7 +23,9 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vad", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="vad", description="Video anomaly surveillance: fit scorers, run them on videos and "
+        "streams, evaluate on benchmarks, explain and show alerts.")
     parser.add_argument("--version", action="version", version=f"vad {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
