@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 import re
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from reasoning.deduction import Deducer, Judgement
 from reasoning.smoothing import SmoothingConfig, smooth_scores
 from vad.errors import VadError
-
-
-def read_labels(path: str | Path) -> dict[str, np.ndarray]:
-    """`video,frame,label` rows (frame 0-based) -> per-video label arrays."""
-    path = Path(path)
-    rows: dict[str, dict[int, int]] = defaultdict(dict)
-    try:
-        with path.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                rows[row["video"]][int(row["frame"])] = int(row["label"])
-    except OSError as exc:
-        raise VadError(f"{path}: cannot read labels ({exc.strerror})") from None
-    except (KeyError, ValueError, TypeError):
-        raise VadError(f"{path}: expected a CSV with integer columns video,frame,label") from None
-    labels = {}
-    for video, frames in rows.items():
-        if sorted(frames) != list(range(len(frames))):
-            raise VadError(f"{path}: video {video} frames are not 0..{len(frames) - 1}")
-        labels[video] = np.array([frames[i] for i in range(len(frames))], dtype=np.int64)
-    return labels
+from vad.evaluation import frame_metrics, video_auc
 
 
 def video_key(stem: str) -> str:
@@ -104,19 +82,29 @@ def evaluate(descriptions: dict[str, list[str]], labels: dict[str, np.ndarray],
         judgements = deducer.judge(lines, progress=True)
         raw = np.array([j.score for j in judgements])
         scores = smooth_scores(raw, smoothing, config)
-        auc = roc_auc_score(truth, scores) if 0 < truth.sum() < len(truth) else None
+        auc = video_auc(truth, scores)
         result = VideoResult(video, len(truth), int(truth.sum()), auc, judgements, scores)
         results.append(result)
         if on_video:
             on_video(result)
-    truth = np.concatenate([labels[r.video][:limit] for r in results])
-    scores = np.concatenate([r.scores for r in results])
-    raw = np.concatenate([[j.score for j in r.judgements] for r in results])
-    if not 0 < truth.sum() < len(truth):
-        raise VadError("the labels need both normal and anomalous frames for an AUC")
-    per_video = [r.auc for r in results if r.auc is not None]
-    return EvalResult(results, float(roc_auc_score(truth, scores)),
-                      float(np.mean(per_video)) if per_video else float("nan"),
-                      float(average_precision_score(truth, scores)),
-                      float(roc_auc_score(truth, raw)),
+    names = [r.video for r in results]
+    truths = [labels[r.video][:limit] for r in results]
+    smoothed = frame_metrics(names, truths, [r.scores for r in results])
+    raw = frame_metrics(names, truths, [np.array([j.score for j in r.judgements])
+                                        for r in results])
+    return EvalResult(results, smoothed["micro_auc"],
+                      smoothed["macro_auc"] if smoothed["macro_auc"] is not None else float("nan"),
+                      smoothed["ap"], raw["micro_auc"],
                       sum(not j.valid for r in results for j in r.judgements))
+
+
+def plot_result(result: EvalResult, labels: dict[str, np.ndarray], path: str | Path) -> Path:
+    """Per-video raw and smoothed scores over the ground truth."""
+    from vad.plots import plot_video_scores
+
+    videos = result.videos
+    return plot_video_scores(
+        [v.video for v in videos], [labels[v.video][:v.frames] for v in videos],
+        {"raw": [np.array([j.score for j in v.judgements]) for v in videos],
+         "smoothed": [v.scores for v in videos]},
+        path, [f"{v.video}  AUC {'-' if v.auc is None else f'{v.auc:.3f}'}" for v in videos])

@@ -16,7 +16,7 @@ def test_frame_metrics_match_hand_computed_values():
               VideoScores("b", np.array([0, 1]), {}, None),
               VideoScores("c", np.array([1, 1]), {}, None)]
     scores = [np.array([0.1, 0.4, 0.35, 0.8]), np.array([0.2, 0.9]), np.array([0.5, 0.6])]
-    metrics = frame_metrics(scores, videos)
+    metrics = frame_metrics([v.name for v in videos], [v.labels for v in videos], scores)
     # negatives 0.1 0.4 0.2; positives 0.35 0.8 0.9 0.5 0.6: 2+3+3+3+3 of 15 pairs ordered
     assert metrics["micro_auc"] == pytest.approx(14 / 15)
     # per video: a = 3/4, b = 1; c has one class and is left out of the macro mean

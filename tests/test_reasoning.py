@@ -484,10 +484,11 @@ def test_reason_induce_aggregates_batches_from_an_endpoint(tmp_path, chat_server
 @pytest.mark.slow
 def test_official_ped2_descriptions_and_rules(ped2_dir):
     from reasoning.deduction import EmbedDeducer
-    from reasoning.evaluation import evaluate, read_descriptions, read_labels
+    from reasoning.evaluation import evaluate, read_descriptions
+    from vad.datasets import read_frame_labels
 
     result = evaluate(read_descriptions(ped2_dir / "anomalyruler"),
-                      read_labels(ped2_dir / "test_labels.csv"),
+                      read_frame_labels(ped2_dir / "test_labels.csv"),
                       EmbedDeducer(load_rules(ped2_dir / "anomalyruler" / "rule_ped2.txt")))
     assert result.micro_auc > 0.89  # measured 0.9083 (docs/reasoning.md)
 

@@ -50,25 +50,37 @@ def load_benchmark(root: str | Path) -> Benchmark:
                    "or the official UCSD Test/TestNNN + UCSDpedN.m layout)")
 
 
+def read_frame_labels(path: str | Path) -> dict[str, np.ndarray]:
+    """`video,frame,label` rows (frame 0-based) -> per-video 0/1 label arrays."""
+    path = Path(path)
+    rows: dict[str, dict[int, int]] = {}
+    try:
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                rows.setdefault(row["video"], {})[int(row["frame"])] = int(row["label"])
+    except OSError as exc:
+        raise VadError(f"{path}: cannot read labels ({exc.strerror})") from None
+    except (KeyError, ValueError, TypeError):
+        raise VadError(f"{path}: expected a CSV with integer columns video,frame,label") from None
+    labels = {}
+    for video, frames in rows.items():
+        if sorted(frames) != list(range(len(frames))):
+            raise VadError(f"{path}: video {video} frames are not 0..{len(frames) - 1}")
+        labels[video] = np.array([frames[i] for i in range(len(frames))], dtype=np.int64)
+    return labels
+
+
 def _load_shared_layout(root: Path) -> Benchmark:
-    labels: dict[str, dict[int, int]] = {}
-    with open(root / "test_labels.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                labels.setdefault(row["video"], {})[int(row["frame"])] = int(row["label"])
-            except (KeyError, ValueError):
-                raise VadError(f"{root / 'test_labels.csv'}: expected columns video,frame,label"
-                               ) from None
+    labels = read_frame_labels(root / "test_labels.csv")
     test = []
     for name in sorted(labels):
         path = root / "test" / f"{name}.mp4"
         if not path.is_file():
             raise VadError(f"{path}: labelled in test_labels.csv but missing")
-        frames = labels[name]
         mask_path = root / "test_masks" / f"{name}.npz"
         test.append(TestVideo(
             name, lambda p=path, n=name: VideoFileSource(p, camera_id=n),
-            np.array([frames[i] for i in sorted(frames)], dtype=np.int64),
+            labels[name],
             (lambda p=mask_path: np.load(p)["masks"]) if mask_path.is_file() else None))
     train = [lambda p=p: VideoFileSource(p) for p in sorted((root / "train").glob(VIDEO_GLOB))]
     return Benchmark(root, train, test)

@@ -92,24 +92,29 @@ def online_scores(videos: list[VideoScores], slots: list[ScorerSlot],
     return fused_videos
 
 
-def frame_metrics(scores: list[np.ndarray], videos: list[VideoScores]) -> dict[str, Any]:
-    labels = np.concatenate([v.labels for v in videos])
-    flat = np.concatenate(scores)
-    per_video = []
-    for video, s in zip(videos, scores):
-        both = 0 < video.labels.sum() < len(video.labels)
-        per_video.append({
-            "video": video.name, "frames": int(len(video.labels)),
-            "anomalous": int(video.labels.sum()),
-            "auc": float(roc_auc_score(video.labels, s)) if both else None,
-            "ap": float(average_precision_score(video.labels, s)) if video.labels.any() else None,
-        })
+def video_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Frame AUC of one video; None when it has a single class (no AUC is defined)."""
+    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else None
+
+
+def frame_metrics(names: list[str], labels: list[np.ndarray],
+                  scores: list[np.ndarray]) -> dict[str, Any]:
+    """Micro AUC (all frames concatenated), macro AUC (mean over videos with both classes),
+    AP and a per-video table."""
+    flat_labels, flat = np.concatenate(labels), np.concatenate(scores)
+    if not 0 < flat_labels.sum() < len(flat_labels):
+        raise VadError("the labels need both normal and anomalous frames for an AUC")
+    per_video = [{
+        "video": name, "frames": int(len(truth)), "anomalous": int(truth.sum()),
+        "auc": video_auc(truth, s),
+        "ap": float(average_precision_score(truth, s)) if truth.any() else None,
+    } for name, truth, s in zip(names, labels, scores)]
     aucs = [row["auc"] for row in per_video if row["auc"] is not None]
     return {
-        "micro_auc": float(roc_auc_score(labels, flat)),
+        "micro_auc": float(roc_auc_score(flat_labels, flat)),
         "macro_auc": float(np.mean(aucs)) if aucs else None,
         "macro_videos": len(aucs),
-        "ap": float(average_precision_score(labels, flat)),
+        "ap": float(average_precision_score(flat_labels, flat)),
         "per_video": per_video,
     }
 
@@ -152,13 +157,15 @@ def evaluate(slots: list[ScorerSlot], benchmark: Benchmark, post: PostprocessCon
         "heatmap_size": list(HEATMAP_SIZE),
     }
     for name, scores in protocols.items():
-        report[name] = frame_metrics(scores, videos)
+        report[name] = frame_metrics([v.name for v in videos], [v.labels for v in videos],
+                                     scores)
     # The offline figures are the headline keys, as papers report them.
     report.update({k: report["offline"][k] for k in ("micro_auc", "macro_auc", "ap", "per_video")})
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     from vad.plots import plot_roc, plot_video_scores
 
-    plot_video_scores(videos, protocols, out / "scores.png")
+    plot_video_scores([v.name for v in videos], [v.labels for v in videos], protocols,
+                      out / "scores.png")
     plot_roc(videos, protocols, report, out / "roc.png")
     return report

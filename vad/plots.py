@@ -16,24 +16,31 @@ from sklearn.metrics import roc_curve  # noqa: E402
 from vad.postprocess import minmax_normalize  # noqa: E402
 
 
-def plot_video_scores(videos, protocols: dict[str, list[np.ndarray]], path: Path) -> Path:
+def plot_video_scores(names: list[str], labels: list[np.ndarray],
+                      curves: dict[str, list[np.ndarray]], path: str | Path,
+                      titles: list[str] | None = None) -> Path:
+    """One panel per video: each named score curve (min-max scaled for display) over the
+    ground truth shaded."""
     cols = 3
-    rows = math.ceil(len(videos) / cols)
+    rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 2.4 * rows), squeeze=False)
-    for ax, (i, video) in zip(axes.flat, enumerate(videos)):
-        frames = np.arange(len(video.labels))
-        ax.fill_between(frames, 0, video.labels, step="mid", color="tab:red", alpha=0.18,
+    for ax, (i, name) in zip(axes.flat, enumerate(names)):
+        frames = np.arange(len(labels[i]))
+        ax.fill_between(frames, 0, labels[i], step="mid", color="tab:red", alpha=0.18,
                         label="anomalous (ground truth)")
-        for name, scores in protocols.items():
-            ax.plot(frames, minmax_normalize(scores[i]), lw=1.2, label=f"{name} score")
-        ax.set_title(f"video {video.name}", fontsize=9)
+        for curve, scores in curves.items():
+            ax.plot(np.arange(len(scores[i])), minmax_normalize(scores[i]), lw=1.2,
+                    label=f"{curve} score")
+        ax.set_title(titles[i] if titles else f"video {name}", fontsize=9)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("frame", fontsize=8)
-    for ax in list(axes.flat)[len(videos):]:
+    for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="lower right")
     fig.suptitle("anomaly score (min-max scaled for display) vs ground truth")
     fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -30,13 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from reasoning.deduction import build_deducer
-    from reasoning.evaluation import evaluate, read_descriptions, read_labels
+    from reasoning.evaluation import evaluate, read_descriptions
+    from vad.datasets import read_frame_labels
     from reasoning.llm import build_llm
     from reasoning.rules import load_rules
     from reasoning.smoothing import SmoothingConfig
     from vad.errors import VadError
 
-    labels = read_labels(args.labels)
+    labels = read_frame_labels(args.labels)
     if args.videos:
         unknown = sorted(set(args.videos) - set(labels))
         if unknown:
@@ -58,9 +59,9 @@ def run_eval(args: argparse.Namespace) -> int:
     result = evaluate(descriptions, labels, deducer, args.smoothing,
                       SmoothingConfig(args.alpha, args.window), args.limit, on_video=show)
     if args.plot:
-        from reasoning.plots import plot_scores
+        from reasoning.evaluation import plot_result
 
-        print(f"plot: {plot_scores(result, labels, args.plot)}")
+        print(f"plot: {plot_result(result, labels, args.plot)}")
     print(f"deduction={args.deduction} smoothing={args.smoothing} invalid_answers={result.invalid}")
     print(f"raw_micro_auc={result.raw_micro_auc:.4f} macro_auc={result.macro_auc:.4f} "
           f"ap={result.ap:.4f}")
