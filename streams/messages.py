@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from vad.errors import VadError
+from vad.evidence import decode_image, encode_jpeg
 from vad.types import Frame
 
 SCHEMA_VERSION = 1
@@ -57,11 +57,10 @@ def encode_frame(frame: Frame, quality: int = DEFAULT_JPEG_QUALITY,
     """(key, value, headers) of a frame message. A grey image in three equal channels (what
     video decoders give for grey footage) goes as a one-channel JPEG: a third of the bytes
     and of the decoding time, the same pixels."""
-    ok, jpeg = cv2.imencode(".jpg", _one_channel_if_grey(frame.image),
-                            [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise VadError(f"{frame.camera_id} frame {frame.index}: JPEG encoding failed")
-    value = jpeg.tobytes()
+    try:
+        value = encode_jpeg(_one_channel_if_grey(frame.image), quality)
+    except ValueError:
+        raise VadError(f"{frame.camera_id} frame {frame.index}: JPEG encoding failed") from None
     if len(value) > max_bytes:
         raise VadError(f"{frame.camera_id} frame {frame.index}: {len(value)} bytes of JPEG exceed "
                        f"the {max_bytes}-byte message limit; lower the JPEG quality or the size")
@@ -150,7 +149,7 @@ def _decode_jpeg(value: bytes) -> np.ndarray:
     if not value.endswith(b"\xff\xd9"):
         # libjpeg would return a truncated image half grey, with only a warning.
         raise MessageError("undecodable-image", f"{len(value)} bytes of a truncated JPEG image")
-    image = cv2.imdecode(np.frombuffer(value, np.uint8), cv2.IMREAD_UNCHANGED)
+    image = decode_image(value)
     if image is None or image.size == 0:
         raise MessageError("undecodable-image", f"{len(value)} bytes of a damaged JPEG image")
     return image
