@@ -107,7 +107,16 @@ class Scorer(ABC):
         scorer = cls(_config_from_dict(cls.Config, meta.get("config", {}), directory))
         scorer.calibration = Calibration(**meta.get("calibration", {}))
         tensors_path = directory / TENSORS_FILE
-        scorer.load_tensors(load_file(str(tensors_path)) if tensors_path.exists() else {})
+        if not tensors_path.is_file():
+            raise VadError(f"{directory}: incomplete checkpoint (no {TENSORS_FILE})")
+        try:
+            tensors = load_file(str(tensors_path))
+        except Exception as exc:  # safetensors raises its own error type for damaged files
+            raise VadError(f"{tensors_path}: unreadable tensors ({exc})") from None
+        try:
+            scorer.load_tensors(tensors)
+        except KeyError as exc:
+            raise VadError(f"{tensors_path}: missing tensor {exc}") from None
         return scorer
 
 

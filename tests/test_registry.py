@@ -79,3 +79,14 @@ def test_loading_a_bad_checkpoint_is_a_clear_error(tmp_path):
                                                        "config": {"cells": 3}}))
     with pytest.raises(VadError, match="unknown config keys"):
         load_scorer(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"scorer": "frame-diff"}))
+    with pytest.raises(VadError, match="incomplete checkpoint"):
+        load_scorer(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(VadError, match="unreadable tensors"):
+        load_scorer(tmp_path)
+    from safetensors.numpy import save_file
+
+    save_file({"cell_mean": np.zeros((2, 2), np.float32)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(VadError, match="missing tensor 'cell_std'"):
+        load_scorer(tmp_path)
