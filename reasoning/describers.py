@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reasoning.evaluation import read_descriptions, video_key
-from reasoning.registry import Registry
+from reasoning.descriptions import read_descriptions, video_key
+from vad.registry import Registry
 from reasoning.yolox import Detection, YoloxDetector
 from vad.errors import VadError
 from vad.types import Frame

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from reasoning.registry import Registry
+from vad.registry import Registry
 from vad.errors import VadError
 
 log = logging.getLogger(__name__)

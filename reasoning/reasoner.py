@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,16 +19,7 @@ from reasoning.llm import build_llm
 from reasoning.rules import load_rules
 from vad.config import ReasoningConfig
 from vad.errors import VadError
-from vad.types import Event, Frame
-
-
-@dataclass
-class Explanation:
-    verdict: bool
-    rule: str
-    reason: str
-    objects: str
-    motion_description: str
+from vad.types import Event, Explanation, Frame
 
 
 def pick_keyframes(event: Event, frames: Sequence[Frame], count: int) -> list[int]:

@@ -8,7 +8,8 @@ from conftest import moving_square, write_video
 from vad.cli import main
 from vad.datasets import _parse_ucsd_gt, load_benchmark
 from vad.errors import VadError
-from vad.evaluation import VideoScores, frame_metrics, pixel_auc
+from vad.evaluation import VideoScores, pixel_auc
+from vad.metrics import frame_metrics
 
 
 def test_frame_metrics_match_hand_computed_values():

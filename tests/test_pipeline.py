@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from conftest import moving_square, write_video
-from reasoning.reasoner import Explanation
+from vad.types import Explanation
 from vad.cli import main
 from vad.config import load_config
 from vad.evidence import decode_image

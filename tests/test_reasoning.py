@@ -484,7 +484,8 @@ def test_reason_induce_aggregates_batches_from_an_endpoint(tmp_path, chat_server
 @pytest.mark.slow
 def test_official_ped2_descriptions_and_rules(ped2_dir):
     from reasoning.deduction import EmbedDeducer
-    from reasoning.evaluation import evaluate, read_descriptions
+    from reasoning.descriptions import read_descriptions
+    from reasoning.evaluation import evaluate
     from vad.datasets import read_frame_labels
 
     result = evaluate(read_descriptions(ped2_dir / "anomalyruler"),

@@ -83,6 +83,18 @@ class Event:
         return self.end_frame - self.start_frame + 1
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """An event in words, for operators: the verdict, the broken rule, a one-sentence reason,
+    the objects seen and what moved."""
+
+    verdict: bool
+    rule: str = ""
+    reason: str = ""
+    objects: str = ""
+    motion_description: str = ""
+
+
 def alert_id(camera_id: str, start_frame: int) -> str:
     """Stable id: re-processing the same stream gives the same alert ids."""
     return f"{camera_id}:{start_frame}"

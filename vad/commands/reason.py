@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from reasoning.deduction import build_deducer
-    from reasoning.evaluation import evaluate, read_descriptions
+    from reasoning.descriptions import read_descriptions
+    from reasoning.evaluation import evaluate
     from vad.datasets import read_frame_labels
     from reasoning.llm import build_llm
     from reasoning.rules import load_rules
@@ -98,7 +99,7 @@ def run_describe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from reasoning.describers import MotionConfig, build_describer, calibrate_normal_speed
-    from reasoning.evaluation import video_key, write_descriptions
+    from reasoning.descriptions import video_key, write_descriptions
     from streams.sources import open_source
     from vad.errors import VadError
 
@@ -134,7 +135,7 @@ def run_describe(args: argparse.Namespace) -> int:
 def run_induce(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from reasoning.evaluation import read_descriptions
+    from reasoning.descriptions import read_descriptions
     from reasoning.induction import induce_rules
     from reasoning.llm import build_llm
     from reasoning.rules import save_rules

@@ -1,4 +1,4 @@
-"""A small registry by name, shared by the describer and LLM backends."""
+"""A small registry by name: scorers, stores, describers, deducers, LLM backends, answerers."""
 
 from __future__ import annotations
 
