@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 VAD    := $(VENV)/bin/vad
 PED2   ?= ../shared/data/ped2
 VIDEO  ?= $(PED2)/test/04.mp4
-STORE  ?= sqlite:///vad.db
+STORE  ?=
 CONFIG ?= configs/demo.yaml
 
 .PHONY: setup demo test clean
@@ -22,10 +22,11 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-packages.sh
 
 demo: setup
 	@test -f $(VIDEO) || { echo "error: demo video $(VIDEO) not found: UCSD Ped2 is expected at $(PED2) (set PED2=... or VIDEO=...)"; exit 2; }
-	HF_HUB_OFFLINE=1 $(VAD) run $(VIDEO) --config $(CONFIG) --store $(STORE)
+	HF_HUB_OFFLINE=1 $(VAD) run $(VIDEO) --config $(CONFIG) $(if $(STORE),--store $(STORE))
 
 test: setup
-	$(PY) -m pytest -q -rs
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -rs --durations=15
 
 clean:
 	rm -rf $(VENV) runs vad.db

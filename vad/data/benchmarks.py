@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from streams.sources import FolderSource, Source, VideoFileSource
+from vad.data.training import NORMAL, TrainingSet, TrainingVideo
 from vad.errors import VadError
 
 VIDEO_GLOB = "*.mp4"
@@ -34,7 +35,7 @@ class TestVideo:
 @dataclass
 class Benchmark:
     root: Path
-    train: list[Callable[[], Source]]
+    train: TrainingSet  # normal videos
     test: list[TestVideo]
 
 
@@ -82,8 +83,9 @@ def _load_shared_layout(root: Path) -> Benchmark:
             name, lambda p=path, n=name: VideoFileSource(p, camera_id=n),
             labels[name],
             (lambda p=mask_path: np.load(p)["masks"]) if mask_path.is_file() else None))
-    train = [lambda p=p: VideoFileSource(p) for p in sorted((root / "train").glob(VIDEO_GLOB))]
-    return Benchmark(root, train, test)
+    train = [TrainingVideo(p.stem, lambda p=p: VideoFileSource(p), NORMAL)
+             for p in sorted((root / "train").glob(VIDEO_GLOB))]
+    return Benchmark(root, TrainingSet(tuple(train)), test)
 
 
 def _load_ucsd_layout(root: Path) -> Benchmark:
@@ -104,9 +106,10 @@ def _load_ucsd_layout(root: Path) -> Benchmark:
         test.append(TestVideo(folder.name, lambda f=folder: FolderSource(f), labels,
                               (lambda g=gt_dir: _read_mask_folder(g)) if gt_dir.is_dir() else None))
     train_root = root / "Train"
-    train = [lambda f=f: FolderSource(f) for f in sorted(train_root.iterdir())
+    train = [TrainingVideo(f.name, lambda f=f: FolderSource(f), NORMAL)
+             for f in sorted(train_root.iterdir())
              if f.is_dir() and re.fullmatch(r"Train\d+", f.name)] if train_root.is_dir() else []
-    return Benchmark(root, train, test)
+    return Benchmark(root, TrainingSet(tuple(train)), test)
 
 
 def _parse_ucsd_gt(text: str) -> list[list[tuple[int, int]]]:

@@ -1,0 +1,1 @@
+"""Data: benchmark datasets on disk, training sets, and fetching public datasets."""
