@@ -8,7 +8,7 @@ DATA_CACHE ?= $(HOME)/.cache/vad
 PED2   ?= $(if $(wildcard $(SHARED_PED2)/test_labels.csv),$(SHARED_PED2),$(DATA_CACHE)/ped2)
 PED2_URL ?=
 VIDEO  ?= $(PED2)/test/04.mp4
-STORE  ?= sqlite:///vad.db
+STORE  ?=
 CONFIG ?= configs/demo.yaml
 
 .PHONY: setup demo test clean
@@ -27,10 +27,11 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-packages.sh
 demo: setup
 	@test -f $(VIDEO) || test -f $(PED2)/test_labels.csv || \
 		$(VAD) data fetch ped2 --to $(PED2) --cache $(DATA_CACHE)$(if $(PED2_URL), --url $(PED2_URL))
-	HF_HUB_OFFLINE=1 $(VAD) run $(VIDEO) --config $(CONFIG) --store $(STORE)
+	HF_HUB_OFFLINE=1 $(VAD) run $(VIDEO) --config $(CONFIG) $(if $(STORE),--store $(STORE))
 
 test: setup
-	$(PY) -m pytest -q -rs
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -rs --durations=15
 
 clean:
 	rm -rf $(VENV) runs vad.db

@@ -1,7 +1,7 @@
 """vad security dashboard: live alert feed, alert evidence and triage, camera overview.
 
-Start it with `vad dashboard --store URL`; it reads its settings from `VAD_DASHBOARD_*`
-environment variables (see dashboard/settings.py).
+Start it with `vad dashboard --store URL`; it reads the effective config from the
+`VAD_DASHBOARD_CONFIG` environment variable (see dashboard/settings.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dashboard.evidence import evidence_image
 from dashboard.feed import (EPOCH_TIMESTAMP_MIN, STATUS_COLORS, FeedRow, MalformedAlert,
                             feed_row, format_timestamp)
 from dashboard.settings import DashboardSettings
+from vad.config.sections import StoreConfig
 from vad.errors import VadError
 from vad.stores import AlertQuery, AlertStore, open_store
 from vad.types import ALERT_STATUSES, Alert
@@ -33,9 +34,9 @@ TRIAGE_ACTIONS = (("acknowledged", "Acknowledge"), ("resolved", "Resolve"), ("ne
 
 
 @st.cache_resource(show_spinner=False)
-def get_store(url: str) -> AlertStore:
+def get_store(store_json: str) -> AlertStore:
     # One connection per server process, shared by every viewer: stores are thread-safe.
-    return open_store(url)
+    return open_store(StoreConfig.model_validate_json(store_json))
 
 
 def show_failure(url: str, exc: Exception) -> None:
@@ -87,7 +88,7 @@ def sidebar_query(store: AlertStore, settings: DashboardSettings) -> AlertQuery:
                                         placeholder="any", key="min_severity")
     camera_id = None if camera == ANY else camera
     since, until = time_range_filter(store, camera_id)
-    st.sidebar.caption(f"Store: `{settings.store}`  \nThreshold: {settings.threshold:g} · "
+    st.sidebar.caption(f"Store: `{settings.store_label}`  \nThreshold: {settings.threshold:g} · "
                        f"refresh every {settings.refresh:g} s")
     return AlertQuery(camera_id=camera_id, status=None if status == ANY else status,
                       min_score=min_score, since=since, until=until, limit=settings.feed_rows + 1)
@@ -136,10 +137,10 @@ def alerts_view(settings: DashboardSettings, query: AlertQuery) -> None:
     @st.fragment(run_every=settings.refresh)
     def live_alerts() -> None:
         try:
-            store = get_store(settings.store)
+            store = get_store(settings.store.model_dump_json())
             alerts = store.query(query)
         except Exception as exc:  # noqa: BLE001 - any store failure becomes a message
-            show_failure(settings.store, exc)
+            show_failure(settings.store_label, exc)
             return
         if not alerts:
             filtered = any(v is not None for v in (query.camera_id, query.status, query.min_score,
@@ -178,7 +179,7 @@ def alert_detail(store: AlertStore, alert_id: str, settings: DashboardSettings) 
                  icon=":material/error:")
         return
     except Exception as exc:  # noqa: BLE001
-        show_failure(settings.store, exc)
+        show_failure(settings.store_label, exc)
         return
     st.subheader(f"{row.camera_id} · frames {alert.start_frame}–{alert.end_frame}")
     badges = st.container(horizontal=True)
@@ -223,10 +224,10 @@ def reasoning(alert: Alert) -> None:
         st.markdown(f"**{label}:** {text}")
 
 
-def apply_triage(url: str, alert_id: str, status: str) -> None:
+def apply_triage(store_json: str, alert_id: str, status: str) -> None:
     note = st.session_state.get(f"note-{alert_id}", "") or ""
     try:
-        get_store(url).set_status(alert_id, status, note)
+        get_store(store_json).set_status(alert_id, status, note)
         st.session_state.triage_message = (alert_id, "success",
                                            f"Alert {alert_id} marked {status}.")
     except Exception as exc:  # noqa: BLE001
@@ -243,7 +244,7 @@ def triage_form(alert: Alert, settings: DashboardSettings) -> None:
         for status, label in TRIAGE_ACTIONS:
             with buttons:
                 st.form_submit_button(label, key=f"{status}-{alert.id}", on_click=apply_triage,
-                                      args=(settings.store, alert.id, status),
+                                      args=(settings.store.model_dump_json(), alert.id, status),
                                       disabled=alert.status == status)
     # The outcome of this viewer's last action on this alert stays until they act again.
     message = st.session_state.get("triage_message")
@@ -258,11 +259,11 @@ def cameras_view(settings: DashboardSettings) -> None:
     @st.fragment(run_every=3 * settings.refresh)
     def overview() -> None:
         try:
-            store = get_store(settings.store)
+            store = get_store(settings.store.model_dump_json())
             cameras = store.cameras()
             alerts = store.query(AlertQuery(limit=100_000))
         except Exception as exc:  # noqa: BLE001
-            show_failure(settings.store, exc)
+            show_failure(settings.store_label, exc)
             return
         if not cameras:
             st.info("No camera has reported scores or alerts yet.", icon=":material/info:")
@@ -271,7 +272,7 @@ def cameras_view(settings: DashboardSettings) -> None:
             try:
                 camera_panel(store, camera, [a for a in alerts if a.camera_id == camera], settings)
             except Exception as exc:  # noqa: BLE001
-                show_failure(settings.store, exc)
+                show_failure(settings.store_label, exc)
 
     overview()
 
@@ -316,9 +317,9 @@ def main() -> None:
     if "selected_alert" not in st.session_state and "alert" in st.query_params:
         st.session_state.selected_alert = st.query_params["alert"]
     try:
-        query = sidebar_query(get_store(settings.store), settings)
+        query = sidebar_query(get_store(settings.store.model_dump_json()), settings)
     except Exception as exc:  # noqa: BLE001
-        show_failure(settings.store, exc)
+        show_failure(settings.store_label, exc)
         return
     alerts_tab, cameras_tab = st.tabs(["Alerts", "Cameras"])
     with alerts_tab:

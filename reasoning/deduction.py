@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from reasoning.llm import LLM
 from reasoning.rules import Rules, format_rules
+from vad.config.reasoning import DeductionConfig, EmbedDeductionConfig, LLMDeductionConfig
 from vad.errors import VadError
 
 log = logging.getLogger(__name__)
@@ -49,18 +50,13 @@ class Deducer(ABC):
     def judge(self, descriptions: Sequence[str], progress: bool = False) -> list[Judgement]: ...
 
 
-DEDUCTION_MODES = ("embed", "llm")
-
-
-def build_deducer(mode: str, rules: Rules, llm: LLM | None = None,
-                  embedding_model: str | None = None) -> Deducer:
-    if mode == "embed":
-        return EmbedDeducer(rules, embedding_model)
-    if mode == "llm":
-        if llm is None:
-            raise VadError("--deduction llm needs an LLM (--llm transformers:DIR or openai:URL)")
-        return LLMDeducer(rules, llm)
-    raise VadError(f"unknown deduction {mode!r}; expected one of {', '.join(DEDUCTION_MODES)}")
+def build_deducer(config: DeductionConfig, rules: Rules, llm: LLM | None = None) -> Deducer:
+    """The deducer of a `reasoning.deduction` section."""
+    if config.kind == "embed":
+        return EmbedDeducer(rules, config)
+    if llm is None:
+        raise VadError("llm deduction needs an LLM (reasoning.llm: transformers:DIR or openai:URL)")
+    return LLMDeducer(rules, llm, config)
 
 
 # "There are 12 people in the image": the answer to the describer's counting question,
@@ -119,13 +115,12 @@ class EmbedDeducer(Deducer):
     """`verdict_margin`: the margin above which a frame is called an anomaly (the score
     itself stays continuous; evaluation uses only the score)."""
 
-    def __init__(self, rules: Rules, embedding_model: str | None = None,
-                 verdict_margin: float = 0.1):
+    def __init__(self, rules: Rules, config: EmbedDeductionConfig = EmbedDeductionConfig()):
         super().__init__(rules)
-        self.verdict_margin = verdict_margin
+        self.verdict_margin = config.verdict_margin
         from reasoning.embedding import SentenceEncoder
 
-        self.encoder = SentenceEncoder(embedding_model)
+        self.encoder = SentenceEncoder(config.embedding_model)
         self.anomaly = _AtomIndex(rules.anomaly, self.encoder)
         self.normal = _AtomIndex(rules.normal, self.encoder)
 
@@ -204,11 +199,11 @@ def _field(answer: str, name: str) -> str:
 
 
 class LLMDeducer(Deducer):
-    def __init__(self, rules: Rules, llm: LLM, retries: int = 2, max_new_tokens: int = 96):
+    def __init__(self, rules: Rules, llm: LLM, config: LLMDeductionConfig = LLMDeductionConfig()):
         super().__init__(rules)
         self.llm = llm
-        self.retries = retries
-        self.max_new_tokens = max_new_tokens
+        self.retries = config.retries
+        self.max_new_tokens = config.max_new_tokens
         self._rules_text = format_rules(rules)
 
     def judge_one(self, description: str) -> Judgement:

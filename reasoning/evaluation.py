@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from reasoning.deduction import Deducer, Judgement
-from reasoning.smoothing import SmoothingConfig, smooth_scores
+from reasoning.smoothing import smooth_scores
+from vad.config.reasoning import SmoothingConfig
 from vad.errors import VadError
 from vad.metrics import frame_metrics, video_auc
 
@@ -36,8 +36,8 @@ class EvalResult:
 
 
 def evaluate(descriptions: dict[str, list[str]], labels: dict[str, np.ndarray],
-             deducer: Deducer, smoothing: str = "paper",
-             config: SmoothingConfig = SmoothingConfig(), limit: int | None = None,
+             deducer: Deducer, smoothing: SmoothingConfig = SmoothingConfig(),
+             limit: int | None = None,
              on_video: Callable[[VideoResult], None] | None = None) -> EvalResult:
     """Judge every labelled video (the first `limit` frames when given), smooth per video,
     and score with micro (all frames) and macro (per-video mean) AUC and AP."""
@@ -52,7 +52,7 @@ def evaluate(descriptions: dict[str, list[str]], labels: dict[str, np.ndarray],
         lines, truth = lines[:limit], truth[:limit]
         judgements = deducer.judge(lines, progress=True)
         raw = np.array([j.score for j in judgements])
-        scores = smooth_scores(raw, smoothing, config)
+        scores = smooth_scores(raw, smoothing)
         auc = video_auc(truth, scores)
         result = VideoResult(video, len(truth), int(truth.sum()), auc, judgements, scores)
         results.append(result)

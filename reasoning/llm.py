@@ -15,10 +15,11 @@ import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 
 from vad.registry import Registry
+from vad.config import validated
+from vad.config.reasoning import LLMConfig
 from vad.errors import VadError
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,12 @@ class LLM(ABC):
 LLMS: Registry[LLM] = Registry("LLM backend")
 
 
-def build_llm(spec: str) -> LLM:
-    name, sep, target = spec.partition(":")
-    if not sep or not target:
-        raise VadError(f"LLM {spec!r}: expected NAME:TARGET, e.g. transformers:/models/smollm2 "
-                       "or openai:http://127.0.0.1:8000/v1#model")
-    return LLMS.create(name, target=target)
+def build_llm(config: LLMConfig | str, device: str = "cpu") -> LLM:
+    """The backend of a `reasoning.llm` section (or of its spec string)."""
+    if isinstance(config, str):
+        config = validated(LLMConfig, {"spec": config}, "LLM")
+    name, _, target = config.spec.partition(":")
+    return LLMS.get(name)(target, config, device)
 
 
 def _gguf_cache_dir(gguf: Path) -> Path:
@@ -63,7 +64,7 @@ class TransformersLLM(LLM):
     """A causal LM from a local directory. GGUF weights are de-quantized once and cached
     as a regular checkpoint (the first conversion is slow, later loads are fast)."""
 
-    def __init__(self, target: str | Path, device: str = "cpu"):
+    def __init__(self, target: str | Path, config: LLMConfig | None = None, device: str = "cpu"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(target)
@@ -115,27 +116,18 @@ class TransformersLLM(LLM):
         return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
 
 
-@dataclass(frozen=True)
-class HTTPConfig:
-    timeout_s: float = 60.0
-    retries: int = 3
-    backoff_s: float = 1.0  # doubled after each failed attempt
-    temperature: float = 0.0
-
-
 @LLMS.register("openai")
 class OpenAICompatibleLLM(LLM):
     """`POST {base_url}/chat/completions`. Timeouts, connection errors, 429 and 5xx are
     retried with exponential backoff; other HTTP errors fail at once."""
 
-    def __init__(self, target: str, model: str | None = None, api_key: str | None = None,
-                 config: HTTPConfig = HTTPConfig()):
-        base_url, _, model_in_spec = target.partition("#")
+    def __init__(self, target: str, config: LLMConfig, device: str = "cpu"):
+        base_url, _, model = target.partition("#")
         if not base_url.startswith(("http://", "https://")):
             raise VadError(f"{target}: an OpenAI-compatible endpoint URL must start with http(s)://")
         self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model = model or model_in_spec or "default"
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
+        self.model = model or "default"
+        self.api_key = os.environ.get(config.api_key_env, "")
         self.config = config
 
     def _post(self, payload: dict) -> dict:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from reasoning.deduction import DEDUCTION_MODES, Deducer, build_deducer
+from reasoning.deduction import Deducer, build_deducer
 from reasoning.describers import Describer, build_describer
 from reasoning.llm import build_llm
 from reasoning.rules import load_rules
@@ -62,13 +61,10 @@ class Reasoner:
         return Explanation(judgement.verdict, judgement.rule, judgement.reason, objects, motion)
 
 
-def build_reasoner(config: ReasoningConfig | dict[str, Any]) -> Reasoner:
-    if isinstance(config, dict):
-        config = ReasoningConfig.model_validate(config)
-    if config.deduction not in DEDUCTION_MODES:
-        raise VadError(f"reasoning.deduction {config.deduction!r}: expected one of "
-                       f"{', '.join(DEDUCTION_MODES)}")
-    llm = build_llm(config.llm) if config.llm else None
+def build_reasoner(config: ReasoningConfig, device: str = "cpu") -> Reasoner | None:
+    """The reasoner of a `reasoning` section; None when it names no rules."""
+    if config.rules is None:
+        return None
+    llm = build_llm(config.llm, device) if config.llm else None
     deducer = build_deducer(config.deduction, load_rules(config.rules), llm)
-    describer = build_describer(config.describer, **config.describer_params)
-    return Reasoner(describer, deducer, config.keyframes)
+    return Reasoner(build_describer(config.describer, device), deducer, config.keyframes)

@@ -10,15 +10,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-
-@dataclass(frozen=True)
-class SmoothingConfig:
-    alpha: float = 0.33
-    window: int = 1  # majority-vote window in frames (the reference code uses 1)
+from vad.config.reasoning import SmoothingConfig
 
 
 def ema(values: np.ndarray, alpha: float) -> np.ndarray:
@@ -59,17 +53,15 @@ def smooth_decisions(judgements: np.ndarray, config: SmoothingConfig = Smoothing
     return decisions, ema(decisions, max(threshold, 1e-7))
 
 
-SMOOTHING_MODES = ("paper", "ema", "none")
-
-
-def smooth_scores(judgements: np.ndarray, mode: str = "paper",
-                  config: SmoothingConfig = SmoothingConfig()) -> np.ndarray:
+def smooth_scores(judgements: np.ndarray, config: SmoothingConfig = SmoothingConfig()
+                  ) -> np.ndarray:
     """`paper`: the three steps above; `ema`: step 1 only (keeps a continuous score's
     ranking inside a video); `none`: unchanged."""
+    mode = config.mode
     if mode == "paper":
         return smooth_decisions(judgements, config)[1]
     if mode == "ema":
         return ema(judgements, config.alpha)
     if mode == "none":
         return np.asarray(judgements, dtype=np.float64)
-    raise ValueError(f"unknown smoothing {mode!r}; expected one of {SMOOTHING_MODES}")
+    raise ValueError(f"unknown smoothing {mode!r}")

@@ -7,40 +7,21 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from kafka import KafkaProducer
 from tqdm import tqdm
 
-from streams.messages import (DEFAULT_JPEG_QUALITY, DEFAULT_MAX_MESSAGE_BYTES, EndOfStream,
-                              encode_end, encode_frame)
+from streams.messages import EndOfStream, encode_end, encode_frame
 from streams.sources import Source
+from vad.config.sections import PublishConfig
 from vad.errors import VadError
 from vad.types import Frame
 
 
-@dataclass(frozen=True)
-class PublishOptions:
-    fps: float | None = None  # frames/s per camera; None = the source's own timing
-    max_rate: bool = False  # as fast as the broker takes them
-    loop: bool = False  # replay a file or folder forever, frame indices keep counting
-    limit: int | None = None  # frames per camera
-    jpeg_quality: int = DEFAULT_JPEG_QUALITY
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-
-    def __post_init__(self) -> None:
-        if self.fps is not None and self.fps <= 0:
-            raise VadError(f"--fps {self.fps}: must be positive")
-        if self.fps is not None and self.max_rate:
-            raise VadError("--fps and --max exclude each other")
-        if self.limit is not None and self.limit < 1:
-            raise VadError(f"--limit {self.limit}: must be at least 1")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise VadError(f"--jpeg-quality {self.jpeg_quality}: must be in [1, 100]")
-
-
 def publish(sources: Sequence[Source], producer: KafkaProducer, topic: str,
-            options: PublishOptions = PublishOptions(), progress: bool = True) -> dict[str, int]:
+            options: PublishConfig, max_message_bytes: int, progress: bool = True,
+            ) -> dict[str, int]:
     """Publish every source as one camera; frames sent per camera. Each camera ends with an
     end-of-stream message unless it loops or is interrupted."""
     cameras = [source.camera_id for source in sources]
@@ -49,8 +30,9 @@ def publish(sources: Sequence[Source], producer: KafkaProducer, topic: str,
     stop = threading.Event()
     failures: list[BaseException] = []
     with ThreadPoolExecutor(len(sources), thread_name_prefix="publish") as pool:
-        futures = [pool.submit(_publish_camera, source, producer, topic, options, position,
-                               progress, stop, failures) for position, source in enumerate(sources)]
+        futures = [pool.submit(_publish_camera, source, producer, topic, options,
+                               max_message_bytes, position, progress, stop, failures)
+                   for position, source in enumerate(sources)]
         try:
             counts = [future.result() for future in futures]
         except BaseException:
@@ -64,7 +46,8 @@ def publish(sources: Sequence[Source], producer: KafkaProducer, topic: str,
 
 
 def _publish_camera(source: Source, producer: KafkaProducer, topic: str,
-                    options: PublishOptions, position: int, progress: bool,
+                    options: PublishConfig, max_message_bytes: int, position: int,
+                    progress: bool,
                     stop: threading.Event, failures: list[BaseException]) -> int:
     total = options.limit or (None if options.loop else len(source) or None)
     bar = tqdm(total=total, desc=source.camera_id, unit="frame", position=position,
@@ -78,8 +61,8 @@ def _publish_camera(source: Source, producer: KafkaProducer, topic: str,
             if not options.max_rate:
                 time.sleep(max(0.0, start + offset - time.monotonic()))
             stamped = replace(frame, camera_id=source.camera_id, timestamp=wall_start + offset)
-            _send(producer, topic, encode_frame(stamped, options.jpeg_quality,
-                                                options.max_message_bytes), failures)
+            _send(producer, topic, encode_frame(stamped, options.jpeg_quality, max_message_bytes),
+                  failures)
             bar.update()
             if sent == options.limit:
                 break
@@ -89,7 +72,7 @@ def _publish_camera(source: Source, producer: KafkaProducer, topic: str,
     return sent
 
 
-def _scheduled(source: Source, options: PublishOptions) -> Iterator[tuple[Frame, float]]:
+def _scheduled(source: Source, options: PublishConfig) -> Iterator[tuple[Frame, float]]:
     """Frames with continuous indices across loops, and their send time after the start (s)."""
     base_index, base_time = 0, 0.0
     while True:

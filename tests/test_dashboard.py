@@ -17,6 +17,8 @@ from dashboard.evidence import evidence_image
 from dashboard.feed import MalformedAlert, feed_row
 from dashboard.screenshot import click_button, headless_chromium, page_url, serve, wait_for_text
 from dashboard.settings import DashboardSettings
+from vad.commands.common import config_from_args
+from vad.config import VadConfig, load_config
 from vad.errors import VadError
 from vad.stores import AlertQuery, AlertStore, open_store
 from vad.types import Alert
@@ -126,10 +128,15 @@ def test_feed_row_rejects_malformed_records():
 
 
 def test_settings_round_trip_through_the_environment():
-    settings = DashboardSettings(store="redis://h:1/0", threshold=2.5, refresh=1.0, feed_rows=7)
-    assert DashboardSettings.from_env(settings.to_env()) == settings
-    with pytest.raises(VadError, match="VAD_DASHBOARD_THRESHOLD"):
-        DashboardSettings.from_env({"VAD_DASHBOARD_THRESHOLD": "high"})
+    config = load_config(None, ["store.url=redis://:pw@h:1/0", "dashboard.threshold=2.5",
+                                "dashboard.refresh=1", "dashboard.feed_rows=7"])
+    settings = DashboardSettings.from_env(DashboardSettings.to_env(config))
+    assert settings == DashboardSettings(config.store, 2.5, 1.0, 7)
+    assert settings.store_label == "redis://:***@h:1/0"
+    with pytest.raises(VadError, match="VAD_DASHBOARD_CONFIG: dashboard.refresh"):
+        DashboardSettings.from_env({"VAD_DASHBOARD_CONFIG": '{"dashboard": {"refresh": -1}}'})
+    with pytest.raises(VadError, match="not the JSON of a config"):
+        DashboardSettings.from_env({"VAD_DASHBOARD_CONFIG": "{"})
 
 
 # --- the Streamlit app (AppTest) -------------------------------------------------------------
@@ -139,7 +146,8 @@ def test_vad_dashboard_serves_streamlit_headless_on_loopback():
     from vad.commands.dashboard import streamlit_command
 
     args = build_parser().parse_args(["dashboard", "--store", "redis://h:6379/0", "--port", "8600"])
-    command = streamlit_command(args)
+    config = config_from_args(args)
+    command = streamlit_command("dashboard/app.py", config.dashboard.host, config.dashboard.port)
     assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("dashboard/app.py")
     options = dict(zip(command[5::2], command[6::2]))
     assert options["--server.address"] == "127.0.0.1" and options["--server.port"] == "8600"
@@ -150,18 +158,21 @@ def test_vad_dashboard_serves_streamlit_headless_on_loopback():
 
 def test_vad_dashboard_settings_come_from_options_then_config(tmp_path):
     from vad.cli import build_parser
-    from vad.commands.dashboard import settings_from_args
+    def settings_from_args(args):
+        return DashboardSettings.from_config(config_from_args(args))
 
     config = tmp_path / "site.yaml"
     config.write_text("store: redis://cctv:6379/1\n"
                       "events: {threshold: 4.0, release_threshold: 2.0}\n")
     parse = build_parser().parse_args
-    assert settings_from_args(parse(["dashboard"])) == DashboardSettings()
+    assert settings_from_args(parse(["dashboard"])) == DashboardSettings.from_config(VadConfig())
     from_config = settings_from_args(parse(["dashboard", "--config", str(config)]))
-    assert (from_config.store, from_config.threshold) == ("redis://cctv:6379/1", 4.0)
+    assert (from_config.store.url, from_config.threshold) == ("redis://cctv:6379/1", 4.0)
     overridden = settings_from_args(parse(["dashboard", "--config", str(config), "--store",
                                            "sqlite:///x.db", "--set", "events.threshold=3.5"]))
-    assert (overridden.store, overridden.threshold) == ("sqlite:///x.db", 3.5)
+    assert (overridden.store.url, overridden.threshold) == ("sqlite:///x.db", 3.5)
+    drawn = settings_from_args(parse(["dashboard", "--threshold", "5"]))
+    assert drawn.threshold == 5.0
 
 
 def run_app(monkeypatch, store_url: str, **query_params: str):
@@ -170,7 +181,8 @@ def run_app(monkeypatch, store_url: str, **query_params: str):
     import streamlit as st
 
     st.cache_resource.clear()  # a fresh server: no store connection kept from another test
-    monkeypatch.setenv("VAD_DASHBOARD_STORE", store_url)
+    for key, value in DashboardSettings.to_env(load_config(None, [f"store.url={store_url}"])).items():
+        monkeypatch.setenv(key, value)
     app = AppTest.from_file(str(APP), default_timeout=120)
     app.query_params.update(query_params)
     return app.run()

@@ -20,7 +20,7 @@ from conftest import REPO, moving_square
 from vad.cli import main
 from vad.data import ucsd
 from vad.data.ucsd import UcsdSubset
-from vad.datasets import load_benchmark
+from vad.data.benchmarks import load_benchmark
 
 TOP = "UCSD_Anomaly_Dataset.v1p2"
 # The tiny archive: 2 train videos of 12 frames, 2 test videos of 12 frames (anomalous from
@@ -158,8 +158,8 @@ def test_fetch_convert_and_eval(archive_server, official_tree, tmp_path, tiny_pe
     assert masks.dtype == np.uint8 and masks.shape == (12, 64, 96)
     assert np.array_equal(masks, official.test[0].load_masks()) and masks.max() == 1
     # one decoded frame per TIFF, the same picture up to H.264 at crf 18
-    decoded = np.stack([f.image[..., 0] for f in converted.train[0]()])
-    originals = np.stack([f.image[..., 0] for f in official.train[0]()])
+    decoded = np.stack([f.image[..., 0] for f in converted.train.videos[0].open()])
+    originals = np.stack([f.image[..., 0] for f in official.train.videos[0].open()])
     assert decoded.shape == originals.shape == (12, 64, 96)
     assert np.abs(decoded.astype(int) - originals).mean() < 2
     # `vad eval` runs on the result

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from reasoning.deduction import DEDUCTION_MODES
-from reasoning.smoothing import SMOOTHING_MODES
+from vad.commands.common import add_config_args, config_flag, config_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,12 +14,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev = commands.add_parser("eval", help="frame AUC of deduction + smoothing on descriptions")
     ev.add_argument("descriptions", help="directory of per-video .txt files, one line per frame")
     ev.add_argument("--labels", required=True, help="CSV video,frame,label (frame 0-based)")
-    ev.add_argument("--rules", required=True, help="rules file (four sections)")
-    ev.add_argument("--deduction", choices=DEDUCTION_MODES, default="embed")
-    ev.add_argument("--smoothing", choices=SMOOTHING_MODES, default="paper")
-    ev.add_argument("--alpha", type=float, default=0.33, help="EMA alpha of the smoothing")
-    ev.add_argument("--window", type=int, default=1, help="majority-vote window (frames)")
-    ev.add_argument("--llm", help="for --deduction llm: transformers:DIR or openai:URL[#MODEL]")
+    config_flag(ev, "--rules", key="reasoning.rules", help="rules file (four sections)")
+    config_flag(ev, "--deduction", key="reasoning.deduction.kind", choices=("embed", "llm"),
+                help="deducer")
+    config_flag(ev, "--smoothing", key="reasoning.smoothing.mode",
+                choices=("paper", "ema", "none"), help="perception smoothing")
+    config_flag(ev, "--alpha", key="reasoning.smoothing.alpha", type=float,
+                help="EMA alpha of the smoothing")
+    config_flag(ev, "--window", key="reasoning.smoothing.window", type=int,
+                help="majority-vote window (frames)")
+    config_flag(ev, "--llm", key="reasoning.llm.spec",
+                help="for --deduction llm: transformers:DIR or openai:URL[#MODEL]")
+    add_config_args(ev)
     ev.add_argument("--limit", type=int, help="judge only the first N frames of each video")
     ev.add_argument("--videos", nargs="+", help="evaluate only these video ids")
     ev.add_argument("--plot", help="save a PNG of per-video scores and labels here")
@@ -32,11 +37,14 @@ def run_eval(args: argparse.Namespace) -> int:
     from reasoning.deduction import build_deducer
     from reasoning.descriptions import read_descriptions
     from reasoning.evaluation import evaluate
-    from vad.datasets import read_frame_labels
     from reasoning.llm import build_llm
     from reasoning.rules import load_rules
-    from reasoning.smoothing import SmoothingConfig
+    from vad.data.benchmarks import read_frame_labels
     from vad.errors import VadError
+
+    config = config_from_args(args).reasoning
+    if config.rules is None:
+        raise VadError("--rules: a rules file is needed (or reasoning.rules in the config)")
 
     labels = read_frame_labels(args.labels)
     if args.videos:
@@ -45,9 +53,9 @@ def run_eval(args: argparse.Namespace) -> int:
             raise VadError(f"--videos: not in the labels: {', '.join(unknown)}")
         labels = {v: labels[v] for v in args.videos}
     descriptions = read_descriptions(args.descriptions)
-    rules = load_rules(args.rules)
-    llm = build_llm(args.llm) if args.llm else None
-    deducer = build_deducer(args.deduction, rules, llm)
+    rules = load_rules(config.rules)
+    llm = build_llm(config.llm) if config.llm else None
+    deducer = build_deducer(config.deduction, rules, llm)
     print(f"{'video':>6} {'frames':>6} {'anom':>5} {'auc':>7}  top rule")
 
     def show(result) -> None:
@@ -57,13 +65,13 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"{result.video:>6} {result.frames:>6} {result.anomalous:>5} {auc:>7}  {top[:60]}",
               flush=True)
 
-    result = evaluate(descriptions, labels, deducer, args.smoothing,
-                      SmoothingConfig(args.alpha, args.window), args.limit, on_video=show)
+    result = evaluate(descriptions, labels, deducer, config.smoothing, args.limit, on_video=show)
     if args.plot:
         from reasoning.evaluation import plot_result
 
         print(f"plot: {plot_result(result, labels, args.plot)}")
-    print(f"deduction={args.deduction} smoothing={args.smoothing} invalid_answers={result.invalid}")
+    print(f"deduction={config.deduction.kind} smoothing={config.smoothing.mode} "
+          f"invalid_answers={result.invalid}")
     print(f"raw_micro_auc={result.raw_micro_auc:.4f} macro_auc={result.macro_auc:.4f} "
           f"ap={result.ap:.4f}")
     print(f"micro_auc={result.micro_auc:.4f}")
@@ -74,53 +82,54 @@ def register_more(commands: argparse._SubParsersAction) -> None:
     de = commands.add_parser("describe", help="write per-frame descriptions of videos")
     de.add_argument("videos", nargs="+", help="video files or frame folders")
     de.add_argument("--out", required=True, help="directory for <prefix>_<video>.txt files")
-    de.add_argument("--describer", choices=("detector", "vlm"), default="detector")
-    de.add_argument("--model", help="detector: YOLOX ONNX path; vlm: HF id or directory")
+    config_flag(de, "--describer", key="reasoning.describer.kind", choices=("detector", "vlm"),
+                help="describer")
+    de.add_argument("--model", help="detector: YOLOX ONNX path (config "
+                                    "reasoning.describer.model_path); vlm: HF id or directory "
+                                    "(reasoning.describer.model)")
     de.add_argument("--prefix", default="test", help="file name prefix (default test)")
     de.add_argument("--calibrate", nargs="+", metavar="NORMAL_VIDEO",
                     help="detector: measure normal walking speed on these normal videos")
-    de.add_argument("--normal-speed", type=float,
-                    help="detector: normal walking speed in body heights/s (as --calibrate prints)")
+    config_flag(de, "--normal-speed", key="reasoning.describer.motion.normal_speed", type=float,
+                help="detector: normal walking speed in body heights/s (as --calibrate prints)")
+    add_config_args(de)
     de.set_defaults(func=run_describe)
 
     ind = commands.add_parser("induce", help="rules from descriptions of normal frames")
     ind.add_argument("descriptions", nargs="+", help="description files or directories")
-    ind.add_argument("--llm", required=True, help="transformers:DIR or openai:URL[#MODEL]")
+    config_flag(ind, "--llm", key="reasoning.llm.spec", help="transformers:DIR or openai:URL[#MODEL]")
     ind.add_argument("--out", required=True, help="rules file to write")
-    ind.add_argument("--batches", type=int, default=5)
-    ind.add_argument("--batch-size", type=int, default=5)
-    ind.add_argument("--min-fraction", type=float, default=0.5,
-                     help="keep a normal rule found in at least this fraction of batches")
-    ind.add_argument("--seed", type=int, default=0)
+    config_flag(ind, "--batches", key="reasoning.induction.batches", type=int,
+                help="batches of sampled descriptions")
+    config_flag(ind, "--batch-size", key="reasoning.induction.batch_size", type=int,
+                help="descriptions per batch")
+    config_flag(ind, "--min-fraction", key="reasoning.induction.min_fraction", type=float,
+                help="keep a normal rule found in at least this fraction of batches")
+    config_flag(ind, "--seed", key="reasoning.induction.seed", type=int, help="sampling seed")
+    add_config_args(ind)
     ind.set_defaults(func=run_induce)
 
 
 def run_describe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from reasoning.describers import MotionConfig, build_describer, calibrate_normal_speed
+    from reasoning.describers import build_describer, calibrate_normal_speed
     from reasoning.descriptions import video_key, write_descriptions
     from streams.sources import open_source
     from vad.errors import VadError
 
-    params = {}
-    if args.describer == "detector":
-        params["model_path"] = args.model
-    elif args.describer == "vlm":
-        if not args.model:
-            raise VadError("--describer vlm needs --model (a Hugging Face id or directory)")
-        params["model"] = args.model
-    describer = build_describer(args.describer, **params)
+    extra = {}
+    if args.model:  # one flag, the field of whichever describer runs
+        kind = config_from_args(args).reasoning.describer.kind
+        extra[f"reasoning.describer.{'model' if kind == 'vlm' else 'model_path'}"] = args.model
+    config = config_from_args(args, extra).reasoning.describer
+    if args.calibrate and config.kind != "detector":
+        raise VadError("--calibrate applies to --describer detector only")
+    describer = build_describer(config)
     if args.calibrate:
-        if args.describer != "detector":
-            raise VadError("--calibrate applies to --describer detector only")
         speed = calibrate_normal_speed(describer, [open_source(v) for v in args.calibrate])
         print(f"normal walking speed: {speed:.3f} body heights/s")
-        args.normal_speed = speed
-    if args.normal_speed:
-        if args.describer != "detector":
-            raise VadError("--normal-speed applies to --describer detector only")
-        describer.motion = MotionConfig(normal_speed=args.normal_speed)
+        describer.motion = describer.motion.model_copy(update={"normal_speed": speed})
     for video in args.videos:
         source = open_source(video)
         if hasattr(describer, "reset"):
@@ -141,6 +150,9 @@ def run_induce(args: argparse.Namespace) -> int:
     from reasoning.rules import save_rules
     from vad.errors import VadError
 
+    config = config_from_args(args).reasoning
+    if config.llm is None:
+        raise VadError("--llm: an LLM is needed (or reasoning.llm in the config)")
     lines: list[str] = []
     for spec in args.descriptions:
         path = Path(spec)
@@ -150,9 +162,10 @@ def run_induce(args: argparse.Namespace) -> int:
             lines += path.read_text().splitlines()
         else:
             raise VadError(f"{path}: no such description file or directory")
-    rules, batches = induce_rules(lines, build_llm(args.llm), args.batches, args.batch_size,
-                                  args.min_fraction, args.seed)
-    print(f"{len(batches)}/{args.batches} batches gave rules; kept {len(rules.normal)} normal "
-          f"and {len(rules.anomaly)} anomaly rules")
+    induction = config.induction
+    rules, batches = induce_rules(lines, build_llm(config.llm), induction.batches,
+                                  induction.batch_size, induction.min_fraction, induction.seed)
+    print(f"{len(batches)}/{induction.batches} batches gave rules; kept {len(rules.normal)} "
+          f"normal and {len(rules.anomaly)} anomaly rules")
     print(f"rules: {save_rules(rules, args.out)}")
     return 0

@@ -1,2 +1,2 @@
-"""Benchmark data: download official dataset archives and convert them into the layout
-`vad eval` reads (`vad data fetch`)."""
+"""Data: benchmark datasets on disk, training sets, and fetching public datasets
+(`vad data fetch`: download official archives, convert them into the layout `vad eval` reads)."""

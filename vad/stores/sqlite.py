@@ -11,43 +11,73 @@ from pathlib import Path
 import numpy as np
 
 from vad.errors import VadError
-from vad.stores.base import AlertQuery, AlertStore, ScoreSeries, check_status, register_store
+from vad.config.sections import StoreConfig
+from vad.stores.base import (AlertQuery, AlertStore, ScoreSeries, boxes_from_json, boxes_to_json,
+                             check_status, register_store)
 from vad.types import Alert
 
 _ALERT_FIELDS = [f.name for f in fields(Alert)]
 # Columns an operator owns: re-processing a stream must not reset them.
 _OPERATOR_FIELDS = {"status", "note", "created_at"}
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    id TEXT PRIMARY KEY, camera_id TEXT NOT NULL, start_frame INTEGER, end_frame INTEGER,
-    start_time REAL, end_time REAL, peak_frame INTEGER, peak_score REAL, mean_score REAL,
-    created_at REAL, status TEXT, note TEXT, explanation TEXT, rule TEXT,
-    motion_description TEXT, objects TEXT, keyframe_jpeg BLOB, heatmap_png BLOB
-);
-CREATE INDEX IF NOT EXISTS alerts_camera_time ON alerts (camera_id, start_time);
-CREATE TABLE IF NOT EXISTS scores (
-    camera_id TEXT NOT NULL, frame INTEGER NOT NULL, timestamp REAL, score REAL,
-    PRIMARY KEY (camera_id, frame)
-);
-"""
+# Schema migrations: version N is reached by running _MIGRATIONS[N - 1] on version N - 1. The
+# 0.1.0 release wrote version 0 (no user_version) with the tables of the first step, so that
+# step only creates what is missing.
+_MIGRATIONS = [
+    """
+    CREATE TABLE IF NOT EXISTS alerts (
+        id TEXT PRIMARY KEY, camera_id TEXT NOT NULL, start_frame INTEGER, end_frame INTEGER,
+        start_time REAL, end_time REAL, peak_frame INTEGER, peak_score REAL, mean_score REAL,
+        created_at REAL, status TEXT, note TEXT, explanation TEXT, rule TEXT,
+        motion_description TEXT, objects TEXT, keyframe_jpeg BLOB, heatmap_png BLOB
+    );
+    CREATE INDEX IF NOT EXISTS alerts_camera_time ON alerts (camera_id, start_time);
+    CREATE TABLE IF NOT EXISTS scores (
+        camera_id TEXT NOT NULL, frame INTEGER NOT NULL, timestamp REAL, score REAL,
+        PRIMARY KEY (camera_id, frame)
+    );
+    """,
+    # Scorer results beyond the score: boxes at the peak (JSON) and the anomaly class.
+    """
+    ALTER TABLE alerts ADD COLUMN boxes TEXT NOT NULL DEFAULT '';
+    ALTER TABLE alerts ADD COLUMN label TEXT NOT NULL DEFAULT '';
+    ALTER TABLE alerts ADD COLUMN label_confidence REAL NOT NULL DEFAULT 0;
+    """,
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, path: str) -> int:
+    """Bring the database to SCHEMA_VERSION; returns the version it had."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise VadError(f"{path}: written by a newer vad (schema {version}, this one knows "
+                       f"{SCHEMA_VERSION}); upgrade vad to read it")
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        statements = [s for s in _MIGRATIONS[target - 1].split(";") if s.strip()]
+        with db:  # one transaction per step: a failed migration leaves the previous version
+            for statement in statements:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {target}")
+    return version
 
 
 class SQLiteAlertStore(AlertStore):
     def __init__(self, path: str | Path):
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+            migrate(self._db, self.path)
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise VadError(f"{self.path}: not a usable SQLite alert store ({exc})") from None
         self._lock = threading.Lock()
 
     def put(self, alert: Alert) -> bool:
         values = {name: getattr(alert, name) for name in _ALERT_FIELDS}
+        values["boxes"] = boxes_to_json(alert.boxes)
         updates = ", ".join(f"{n}=excluded.{n}" for n in _ALERT_FIELDS
                             if n != "id" and n not in _OPERATOR_FIELDS)
         with self._lock, self._db:
@@ -81,7 +111,12 @@ class SQLiteAlertStore(AlertStore):
         with self._lock:
             rows = self._db.execute(f"SELECT {', '.join(_ALERT_FIELDS)} FROM alerts {tail}",
                                     params).fetchall()
-        return [Alert(**dict(zip(_ALERT_FIELDS, row))) for row in rows]
+        alerts = []
+        for row in rows:
+            values = dict(zip(_ALERT_FIELDS, row))
+            values["boxes"] = boxes_from_json(values["boxes"])
+            alerts.append(Alert(**values))
+        return alerts
 
     def set_status(self, alert_id: str, status: str, note: str = "") -> None:
         check_status(status)
@@ -121,8 +156,10 @@ class SQLiteAlertStore(AlertStore):
 
 
 @register_store("sqlite")
-def _open_sqlite(url: str) -> SQLiteAlertStore:
+def _open_sqlite(config: StoreConfig) -> SQLiteAlertStore:
     # sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:
-    path = url.split("://", 1)[1]
+    path = config.url.split("://", 1)[1]
     path = path[1:] if path.startswith("/") else path
-    return SQLiteAlertStore(path or "vad.db")
+    if not path:
+        raise VadError(f"{config.url}: a SQLite store URL needs a file, e.g. sqlite:///vad.db")
+    return SQLiteAlertStore(path)

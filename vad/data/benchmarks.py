@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from streams.sources import FolderSource, Source, VideoFileSource
+from vad.data.training import NORMAL, TrainingSet, TrainingVideo
 from vad.data.ucsd import find_gt_file, read_mask_folder, read_official_layout
 from vad.errors import VadError
 
@@ -34,7 +35,7 @@ class TestVideo:
 @dataclass
 class Benchmark:
     root: Path
-    train: list[Callable[[], Source]]
+    train: TrainingSet  # normal videos
     test: list[TestVideo]
 
 
@@ -82,8 +83,9 @@ def _load_shared_layout(root: Path) -> Benchmark:
             name, lambda p=path, n=name: VideoFileSource(p, camera_id=n),
             labels[name],
             (lambda p=mask_path: np.load(p)["masks"]) if mask_path.is_file() else None))
-    train = [lambda p=p: VideoFileSource(p) for p in sorted((root / "train").glob(VIDEO_GLOB))]
-    return Benchmark(root, train, test)
+    train = [TrainingVideo(p.stem, lambda p=p: VideoFileSource(p), NORMAL)
+             for p in sorted((root / "train").glob(VIDEO_GLOB))]
+    return Benchmark(root, TrainingSet(tuple(train)), test)
 
 
 def _load_ucsd_layout(root: Path) -> Benchmark:
@@ -91,5 +93,5 @@ def _load_ucsd_layout(root: Path) -> Benchmark:
     test = [TestVideo(video.folder.name, lambda f=video.folder: FolderSource(f), video.labels,
                       (lambda g=video.gt_dir: read_mask_folder(g)) if video.gt_dir else None)
             for video in layout.test]
-    train = [lambda f=f: FolderSource(f) for f in layout.train]
-    return Benchmark(root, train, test)
+    train = [TrainingVideo(f.name, lambda f=f: FolderSource(f), NORMAL) for f in layout.train]
+    return Benchmark(root, TrainingSet(tuple(train)), test)
