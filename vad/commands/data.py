@@ -1,0 +1,46 @@
+"""`vad data fetch ped2|ped1 [--to DIR]`: download the official UCSD Anomaly Detection archive
+(once, resumably, kept in the cache), check its structure and convert the subset into the
+layout `vad eval` reads (train/NN.mp4, test/NN.mp4, test_labels.csv, test_masks/, meta.json)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vad.data.fetch import DEFAULT_CACHE_DIR, UCSD_ARCHIVE_URL
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("data", help="download and prepare benchmark datasets",
+                                   description=__doc__)
+    commands = parser.add_subparsers(dest="data_command", required=True)
+    fetch = commands.add_parser(
+        "fetch", help="download a UCSD benchmark and convert it for `vad eval`",
+        description=__doc__)
+    fetch.add_argument("dataset", metavar="DATASET",
+                       help="ped2 or ped1 (UCSD Ped2 / Ped1, both in the same archive)")
+    fetch.add_argument("--to", type=Path, metavar="DIR", help="dataset folder to write (default: CACHE/DATASET)")
+    fetch.add_argument("--cache", type=Path, default=DEFAULT_CACHE_DIR, metavar="DIR",
+                       help="folder that keeps the downloaded archive (default: %(default)s)")
+    fetch.add_argument("--url", default=UCSD_ARCHIVE_URL,
+                       help="archive URL (default: the publisher's, %(default)s)")
+    fetch.add_argument("--force", action="store_true",
+                       help="convert again even if --to already holds a conversion")
+    fetch.add_argument("--no-progress", action="store_true")
+    fetch.set_defaults(func=run_fetch)
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from vad.data.ucsd import SUBSETS, fetch_ucsd
+    from vad.errors import VadError
+
+    if args.dataset not in SUBSETS:
+        raise VadError(f"{args.dataset}: unknown dataset (known: {', '.join(sorted(SUBSETS))})")
+    target = args.to or args.cache / args.dataset
+    meta = fetch_ucsd(SUBSETS[args.dataset], target, args.cache, args.url, force=args.force,
+                      progress=not args.no_progress)
+    train = sum(video["frames"] for video in meta["train"].values())
+    test = sum(video["frames"] for video in meta["test"].values())
+    print(f"{args.dataset}: {target} ({len(meta['train'])} train / {len(meta['test'])} test "
+          f"videos, {train:,} / {test:,} frames; archive sha256 {meta['archive_sha256']})")
+    return 0
