@@ -105,13 +105,24 @@ def _print_alerts(alerts, camera_id: str) -> None:
         console.print(Text(f"no anomalous events on camera {camera_id}"))
         return
     table = Table(title=Text(f"{len(alerts)} anomalous event(s) on camera {camera_id}"))
-    for column in ("alert id", "frames", "time (s)", "peak z", "mean z", "explanation"):
+    for column in ("alert id", "frames", "time", "peak z", "mean z", "explanation"):
         table.add_column(column)
     for alert in alerts:
         # Text, not markup: alert fields are data and must show literally.
         table.add_row(Text(alert.id), f"{alert.start_frame}-{alert.end_frame}",
-                      f"{alert.start_time:.1f}-{alert.end_time:.1f}",
+                      _times(alert.start_time, alert.end_time),
                       f"{alert.peak_score:.2f}", f"{alert.mean_score:.2f}",
-                      Text("\n".join(filter(None, [alert.label, alert.rule,
+                      Text("\n".join(filter(None, [alert.label, alert.rule, alert.explanation
+                                                    if alert.kind != "anomaly" else "",
                                                     alert.motion_description]))))
     console.print(table)
+
+
+def _times(start: float, end: float) -> str:
+    """Seconds into a video, or UTC clock times for a live camera (Unix timestamps)."""
+    if start < 1e9:
+        return f"{start:.1f}-{end:.1f} s"
+    from datetime import datetime, timezone
+
+    return "-".join(datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S")
+                    for t in (start, end)) + " UTC"
