@@ -145,3 +145,12 @@ class DashboardConfig(Section):
     threshold: float | None = Field(None, description=(
         "event threshold drawn on timelines; none = events.threshold"))
 
+
+
+class DataConfig(Section):
+    """`vad data fetch`: public benchmark archives and their conversions."""
+
+    cache_dir: str = Field("~/.cache/vad", description=(
+        "keeps downloaded archives; a fetched dataset goes to <cache_dir>/<dataset> by default"))
+    ucsd_url: str = Field("http://www.svcl.ucsd.edu/projects/anomaly/UCSD_Anomaly_Dataset.tar.gz",
+                          description="the UCSD Anomaly Detection archive (Ped1 and Ped2)")
