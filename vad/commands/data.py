@@ -17,8 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch = commands.add_parser(
         "fetch", help="download a UCSD benchmark and convert it for `vad eval`",
         description=__doc__)
-    fetch.add_argument("dataset", metavar="DATASET",
-                       help="ped2 or ped1 (UCSD Ped2 / Ped1, both in the same archive)")
+    fetch.add_argument("dataset", metavar="WHAT",
+                       help="ped2 or ped1 (UCSD Ped2 / Ped1, both in the same archive), or "
+                            "yolox-nano (the reasoning describer's detector)")
     fetch.add_argument("--to", type=Path, metavar="DIR", help="dataset folder to write (default: CACHE/DATASET)")
     config_flag(fetch, "--cache", key="data.cache_dir", metavar="DIR",
                 help="folder that keeps the downloaded archive")
@@ -34,10 +35,19 @@ def run_fetch(args: argparse.Namespace) -> int:
     from vad.data.ucsd import SUBSETS, fetch_ucsd
     from vad.errors import VadError
 
-    if args.dataset not in SUBSETS:
-        raise VadError(f"{args.dataset}: unknown dataset (known: {', '.join(sorted(SUBSETS))})")
     data = config_from_args(args).data
     cache = Path(data.cache_dir).expanduser()
+    if args.dataset == "yolox-nano":
+        from vad.data.models import fetch_yolox
+
+        target = args.to or cache / "models" / "yolox_nano.onnx"
+        digest = fetch_yolox(data.yolox_url, target, progress=not args.no_progress)
+        print(f"yolox-nano: {target} (sha256 {digest}); use it with "
+              f"--set reasoning.describer.model_path={target}")
+        return 0
+    if args.dataset not in SUBSETS:
+        raise VadError(f"{args.dataset}: unknown dataset (known: "
+                       f"{', '.join(sorted(SUBSETS))}, yolox-nano)")
     target = args.to or cache / args.dataset
     meta = fetch_ucsd(SUBSETS[args.dataset], target, cache, data.ucsd_url, force=args.force,
                       progress=not args.no_progress)

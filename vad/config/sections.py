@@ -154,3 +154,6 @@ class DataConfig(Section):
         "keeps downloaded archives; a fetched dataset goes to <cache_dir>/<dataset> by default"))
     ucsd_url: str = Field("http://www.svcl.ucsd.edu/projects/anomaly/UCSD_Anomaly_Dataset.tar.gz",
                           description="the UCSD Anomaly Detection archive (Ped1 and Ped2)")
+    yolox_url: str = Field(
+        "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_nano.onnx",
+        description="YOLOX-nano ONNX (Megvii's release); goes to <cache_dir>/models by default")
