@@ -8,6 +8,9 @@ DATA_CACHE ?= $(HOME)/.cache/vad
 PED2   ?= $(if $(wildcard $(SHARED_PED2)/test_labels.csv),$(SHARED_PED2),$(DATA_CACHE)/ped2)
 PED2_URL ?=
 VIDEO  ?= $(PED2)/test/04.mp4
+# The describer's detector: ../shared's copy when present, else Megvii's release in the cache.
+SHARED_YOLOX := ../shared/models/yolox_nano.onnx
+YOLOX  ?= $(if $(wildcard $(SHARED_YOLOX)),$(SHARED_YOLOX),$(DATA_CACHE)/models/yolox_nano.onnx)
 STORE  ?=
 CONFIG ?= configs/demo.yaml
 
@@ -27,7 +30,9 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-packages.sh
 demo: setup
 	@test -f $(VIDEO) || test -f $(PED2)/test_labels.csv || \
 		$(VAD) data fetch ped2 --to $(PED2) --cache $(DATA_CACHE)$(if $(PED2_URL), --url $(PED2_URL))
-	HF_HUB_OFFLINE=1 $(VAD) run $(VIDEO) --config $(CONFIG) $(if $(STORE),--store $(STORE))
+	@test -f $(YOLOX) || $(VAD) data fetch yolox-nano --to $(YOLOX)
+	HF_HUB_OFFLINE=1 $(VAD) run $(VIDEO) --config $(CONFIG) $(if $(STORE),--store $(STORE)) \
+		--set reasoning.describer.model_path=$(YOLOX)
 
 test: setup
 	$(PY) -m ruff check .

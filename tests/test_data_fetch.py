@@ -9,7 +9,7 @@ import json
 import tarfile
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -283,3 +283,39 @@ def test_ped2_defaults_match_the_shared_copy(ped2_dir):
 def test_demo_rules_are_anomalyrulers(ped2_dir):
     committed = REPO / "configs" / "rules" / "ped2" / "rule_ped2.txt"
     assert committed.read_bytes() == (ped2_dir / "anomalyruler" / "rule_ped2.txt").read_bytes()
+
+
+def test_yolox_nano_is_fetched_and_checked(tmp_path, capsys):
+    """The describer's detector: a real ONNX export is accepted, anything else refused."""
+    import shutil
+    from functools import partial
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "models" / "yolox_nano.onnx"
+    if not shared.is_file():
+        pytest.skip(f"no YOLOX-nano export to serve at {shared}")
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copy(shared, served / "yolox_nano.onnx")
+    (served / "bogus.onnx").write_bytes(b"not a model")
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 partial(_QuietHandler, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        target = tmp_path / "models" / "yolox.onnx"
+        assert main(["data", "fetch", "yolox-nano", "--to", str(target), "--no-progress",
+                     "--set", f"data.yolox_url={base}/yolox_nano.onnx"]) == 0
+        assert target.read_bytes() == shared.read_bytes()
+        assert "reasoning.describer.model_path=" in capsys.readouterr().out
+        bad = tmp_path / "models" / "bad.onnx"
+        assert main(["data", "fetch", "yolox-nano", "--to", str(bad), "--no-progress",
+                     "--set", f"data.yolox_url={base}/bogus.onnx"]) == 2
+        assert "not a loadable ONNX model" in capsys.readouterr().err and not bad.exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass

@@ -19,13 +19,14 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError, model
 from vad.config.base import Section, shorthand
 from vad.config.reasoning import ReasoningConfig
 from vad.config.scorers import FrameDiffEntry, ScorerEntry, fixed_fields, params_model, scorer_entry
-from vad.config.sections import (DashboardConfig, EventConfig, KafkaConfig, PostprocessConfig,
-                                 PublishConfig, ServeConfig, StoreConfig, WindowConfig)
+from vad.config.sections import (DashboardConfig, DataConfig, EventConfig, KafkaConfig,
+                                 PostprocessConfig, PublishConfig, ServeConfig, StoreConfig,
+                                 WindowConfig)
 from vad.config.sources import LiveSourceConfig
 from vad.errors import VadError
 
-__all__ = ["CameraConfig", "EventConfig", "LiveSourceConfig", "PipelineSettings", "PostprocessConfig",
-           "ReasoningConfig", "ScorerEntry", "Section", "VadConfig", "config_data", "config_yaml",
+__all__ = ["CameraConfig", "EventConfig", "LiveSourceConfig", "PipelineSettings",
+           "PostprocessConfig", "ReasoningConfig", "ScorerEntry", "Section", "VadConfig", "config_data", "config_yaml",
            "default_of", "fixed_fields", "load_config", "params_model", "scorer_entry",
            "set_value", "validated"]
 
@@ -63,6 +64,7 @@ class VadConfig(PipelineSettings):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
     cameras: dict[CameraId, CameraConfig] = Field(default_factory=dict, description=(
         "per-camera sections, merged over the global scorers/window/postprocess/events/live"))
 

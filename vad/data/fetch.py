@@ -19,10 +19,6 @@ from tqdm import tqdm
 from vad import __version__
 from vad.errors import VadError
 
-# Defaults of `vad data fetch` (to move into the config tree).
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "vad"
-UCSD_ARCHIVE_URL = "http://www.svcl.ucsd.edu/projects/anomaly/UCSD_Anomaly_Dataset.tar.gz"
-
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60.0
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")

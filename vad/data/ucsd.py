@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from streams.sources import FolderSource
-from vad.data.fetch import UCSD_ARCHIVE_URL, cached_path, download, file_sha256
+from vad.data.fetch import cached_path, download, file_sha256
 from vad.errors import VadError
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def check_structure(layout: OfficialLayout, subset: UcsdSubset) -> None:
                            f"masks for {frames} frames")
 
 
-def fetch_ucsd(subset: UcsdSubset, target: Path, cache_dir: Path, url: str = UCSD_ARCHIVE_URL,
+def fetch_ucsd(subset: UcsdSubset, target: Path, cache_dir: Path, url: str,
                force: bool = False, progress: bool = True) -> dict:
     """Download (once, resumably) the archive into `cache_dir`, check it and convert `subset`
     into `target`; returns its meta.json. A target already converted is kept unless `force`."""
