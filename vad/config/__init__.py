@@ -26,9 +26,9 @@ from vad.config.sources import LiveSourceConfig
 from vad.errors import VadError
 
 __all__ = ["CameraConfig", "EventConfig", "LiveSourceConfig", "PipelineSettings",
-           "PostprocessConfig", "ReasoningConfig", "ScorerEntry", "Section", "VadConfig", "config_data", "config_yaml",
-           "default_of", "fixed_fields", "load_config", "params_model", "scorer_entry",
-           "set_value", "validated"]
+           "PostprocessConfig", "ReasoningConfig", "ScorerEntry", "Section", "VadConfig",
+           "config_data", "config_yaml", "default_of", "fixed_fields", "load_config",
+           "params_model", "scorer_entry", "set_value", "validated"]
 
 CameraId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
