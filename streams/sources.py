@@ -47,12 +47,12 @@ class Source(ABC):
         return 0
 
 
-def _av_frames(location: str, camera_id: str, options: dict[str, str] | None = None,
-               ) -> Iterator[Frame]:
+def _av_frames(location: str, camera_id: str) -> Iterator[Frame]:
+    """The frames of a video file, keeping those around a damaged packet."""
     import av
 
     try:
-        container = av.open(location, options=options or {}, timeout=10.0)
+        container = av.open(location, timeout=10.0)
     except (av.error.FFmpegError, OSError) as exc:
         raise SourceError(location, f"cannot open ({_av_reason(exc)})") from None
     with container:
