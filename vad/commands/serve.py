@@ -36,27 +36,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 help="where a new group starts")
     config_flag(parser, "--max-message-bytes", key="kafka.max_message_bytes", type=int,
                 help="larger messages are dead-lettered")
+    config_flag(parser, "--workers", key="workers.processes", type=int, metavar="N",
+                help="group members this command runs, one process each (one per core)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
     import signal
+    import threading
+
+    from vad.workers import run_processes, worker_count
+
+    config = config_from_args(args)
+    workers = worker_count(config.workers)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if workers == 1:
+        totals = serve_member(config, args.verbose, stop)
+    else:  # members of one group, one process each: Kafka balances the partitions
+        members = run_processes(serve_member, [(config, args.verbose)] * workers,
+                                config.workers.threads, stop)
+        totals = tuple(map(sum, zip(*members)))
+    print(f"stopped after {totals[0]} frames, {totals[1]} alerts, {totals[2]} dead-lettered")
+    return 0
+
+
+def serve_member(config, verbose: bool, stop) -> tuple[int, int, int]:
+    """One consumer-group member until `stop` is set: its frames, alerts and dead letters."""
+    import logging
+    import threading
 
     from vad.pipeline import Pipeline
     from vad.serve import StreamWorker
     from vad.stores import open_store
 
     for name in ("vad", "streams"):
-        logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    config = config_from_args(args)
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
     reasoner = build_reasoner_for(config)
     with open_store(config.store) as store:
         worker = StreamWorker(Pipeline.from_config(config, store, reasoner), config.kafka,
                               config.serve)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: worker.stop())
+        threading.Thread(target=lambda: stop.wait() and worker.stop(), daemon=True).start()
         stats = worker.run()
-    print(f"stopped after {stats.frames} frames, {stats.alerts} alerts, "
-          f"{sum(stats.dead_lettered.values())} dead-lettered")
-    return 0
+    return stats.frames, stats.alerts, sum(stats.dead_lettered.values())

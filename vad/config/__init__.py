@@ -23,6 +23,7 @@ from vad.config.sections import (DashboardConfig, DataConfig, EventConfig, Kafka
                                  PostprocessConfig, PublishConfig, ServeConfig, StoreConfig,
                                  WindowConfig)
 from vad.config.sources import LiveSourceConfig
+from vad.config.workers import WorkersConfig
 from vad.errors import VadError
 
 __all__ = ["CameraConfig", "EventConfig", "LiveSourceConfig", "PipelineSettings",
@@ -65,6 +66,7 @@ class VadConfig(PipelineSettings):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
     cameras: dict[CameraId, CameraConfig] = Field(default_factory=dict, description=(
         "per-camera sections, merged over the global scorers/window/postprocess/events/live"))
 
