@@ -399,3 +399,28 @@ def test_prompts_through_the_sentence_encoder_learn_only_the_prompts():
     text.sum().backward()
     assert prompts.prompt_embeddings.grad.abs().sum() > 0
     assert all(p.grad is None for p in tower.model.parameters())  # the encoder stays frozen
+
+
+def test_fit_and_features_inputs_carry_video_labels(tmp_path):
+    import argparse
+
+    from vad.commands.features import _inputs
+    from vad.commands.fit import training_set
+
+    normal = write_video(tmp_path / "n.mp4", moving_square(n=8))
+    odd = write_video(tmp_path / "a.mp4", moving_square(n=8, speed=5))
+    training = training_set(argparse.Namespace(inputs=[str(normal)], anomalous=[str(odd)]))
+    assert [(v.name, v.label) for v in training.videos] == [("n", NORMAL), ("a", ANOMALOUS)]
+    assert training_set(argparse.Namespace(inputs=[str(normal)], anomalous=[])).videos[0].label \
+        is None  # one-class scorers keep unlabelled inputs
+    (tmp_path / "list.csv").write_text("path,label\nn.mp4,Normal\na.mp4,Fighting\n")
+    listed = training_set(argparse.Namespace(inputs=[str(tmp_path / "list.csv")], anomalous=[]))
+    assert [(v.label, v.classes, v.features) for v in listed.videos] == [
+        (NORMAL, (), None), (ANOMALOUS, ("Fighting",), None)]
+    assert len(_frames_of(listed.videos[1].source())) == 8
+    with pytest.raises(VadError, match="list CSV holds the labels"):
+        training_set(argparse.Namespace(inputs=[str(tmp_path / "list.csv")],
+                                        anomalous=[str(odd)]))
+    (tmp_path / "videos.txt").write_text("n.mp4\n\na.mp4\n")
+    assert _inputs([str(tmp_path / "videos.txt"), str(tmp_path / "list.csv")]) == [
+        str(tmp_path / "n.mp4"), str(tmp_path / "a.mp4")] * 2
