@@ -21,12 +21,13 @@ from vad.config.reasoning import ReasoningConfig
 from vad.config.scorers import FrameDiffEntry, ScorerEntry, fixed_fields, params_model, scorer_entry
 from vad.config.sections import (DashboardConfig, EventConfig, KafkaConfig, PostprocessConfig,
                                  PublishConfig, ServeConfig, StoreConfig, WindowConfig)
+from vad.config.vane import VaneConfig
 from vad.errors import VadError
 
 __all__ = ["CameraConfig", "EventConfig", "PipelineSettings", "PostprocessConfig",
-           "ReasoningConfig", "ScorerEntry", "Section", "VadConfig", "config_data", "config_yaml",
-           "default_of", "fixed_fields", "load_config", "params_model", "scorer_entry",
-           "set_value", "validated"]
+           "ReasoningConfig", "ScorerEntry", "Section", "VadConfig", "VaneConfig", "config_data",
+           "config_yaml", "default_of", "fixed_fields", "load_config", "params_model",
+           "scorer_entry", "set_value", "validated"]
 
 CameraId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
@@ -60,6 +61,7 @@ class VadConfig(PipelineSettings):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    vane: VaneConfig = Field(default_factory=VaneConfig)
     cameras: dict[CameraId, CameraConfig] = Field(default_factory=dict, description=(
         "per-camera sections, merged over the global scorers/window/postprocess/events"))
 
