@@ -83,7 +83,7 @@ class Question:
         return split_options(self.text)[0]
 
 
-_OPTION = re.compile(r"(?<![A-Za-z0-9])([A-H])\)\s*")
+_OPTION = re.compile(r"(?<!\S)([A-H])\)\s*")  # "A) ..." after a space, not "(A)"
 
 
 def split_options(text: str) -> tuple[str, dict[str, str]]:

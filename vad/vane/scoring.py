@@ -45,7 +45,8 @@ def official_letter(prediction: str, letters: str) -> str | None:
     return pred if len(pred) == 1 and pred in letters else None
 
 
-_LEADING_LETTER = re.compile(r"^\W{0,3}([A-H])(?:\W|$)")
+# "B", "B)", "(B) ...", "B. ...", "B: ..." but not the article of "A person ..."
+_LEADING_LETTER = re.compile(r"^\W{0,3}([A-H])(?:[).:\]]|\s*$)")
 _NAMED_LETTER = re.compile(r"\b(?:answer|option|choice)\s*(?:is|:)?\s*\(?([A-H])\b", re.I)
 
 
