@@ -19,8 +19,9 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError, model
 from vad.config.base import Section, shorthand
 from vad.config.reasoning import ReasoningConfig
 from vad.config.scorers import FrameDiffEntry, ScorerEntry, fixed_fields, params_model, scorer_entry
-from vad.config.sections import (DashboardConfig, EventConfig, KafkaConfig, PostprocessConfig,
-                                 PublishConfig, ServeConfig, StoreConfig, WindowConfig)
+from vad.config.sections import (DashboardConfig, DataConfig, EventConfig, KafkaConfig,
+                                 PostprocessConfig, PublishConfig, ServeConfig, StoreConfig,
+                                 WindowConfig)
 from vad.config.vane import VaneConfig
 from vad.errors import VadError
 
@@ -61,6 +62,7 @@ class VadConfig(PipelineSettings):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
     vane: VaneConfig = Field(default_factory=VaneConfig)
     cameras: dict[CameraId, CameraConfig] = Field(default_factory=dict, description=(
         "per-camera sections, merged over the global scorers/window/postprocess/events"))

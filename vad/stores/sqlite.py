@@ -160,4 +160,6 @@ def _open_sqlite(config: StoreConfig) -> SQLiteAlertStore:
     # sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:
     path = config.url.split("://", 1)[1]
     path = path[1:] if path.startswith("/") else path
-    return SQLiteAlertStore(path or "vad.db")
+    if not path:
+        raise VadError(f"{config.url}: a SQLite store URL needs a file, e.g. sqlite:///vad.db")
+    return SQLiteAlertStore(path)
