@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from reasoning.deduction import DEDUCTION_MODES, Deducer, build_deducer
+from reasoning.deduction import DEFAULT_DEDUCER, Deducer, build_deducer, deducer_names
 from reasoning.describers import Describer, build_describer
 from reasoning.llm import build_llm
 from reasoning.rules import load_rules
@@ -62,13 +62,25 @@ class Reasoner:
         return Explanation(judgement.verdict, judgement.rule, judgement.reason, objects, motion)
 
 
+def deducer_name(config: ReasoningConfig) -> str:
+    """The configured deducer; `DEFAULT_DEDUCER` (fast) when the config does not name one
+    (the config's own default, "embed", predates the fast deducer)."""
+    return config.deduction if "deduction" in config.model_fields_set else DEFAULT_DEDUCER
+
+
 def build_reasoner(config: ReasoningConfig | dict[str, Any]) -> Reasoner:
     if isinstance(config, dict):
         config = ReasoningConfig.model_validate(config)
-    if config.deduction not in DEDUCTION_MODES:
-        raise VadError(f"reasoning.deduction {config.deduction!r}: expected one of "
-                       f"{', '.join(DEDUCTION_MODES)}")
-    llm = build_llm(config.llm) if config.llm else None
-    deducer = build_deducer(config.deduction, load_rules(config.rules), llm)
+    name = deducer_name(config)
+    if name not in deducer_names():
+        raise VadError(f"reasoning.deduction {name!r}: expected one of "
+                       f"{', '.join(deducer_names())}")
+    params = {}
+    if name == "llm":
+        if not config.llm:
+            raise VadError("reasoning.deduction llm needs reasoning.llm "
+                           "(transformers:DIR or openai:URL)")
+        params["llm"] = build_llm(config.llm)
+    deducer = build_deducer(name, load_rules(config.rules), **params)
     describer = build_describer(config.describer, **config.describer_params)
     return Reasoner(describer, deducer, config.keyframes)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from reasoning.deduction import DEDUCTION_MODES
-from reasoning.smoothing import SMOOTHING_MODES
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from reasoning.deduction import DEFAULT_DEDUCER
+    from reasoning.smoothing import SCORES, PipelineConfig
+
+    pipeline = PipelineConfig()
+    smoothing = pipeline.smoothing
     parser = subparsers.add_parser("reason", help="rule-based reasoning over frame descriptions")
     commands = parser.add_subparsers(dest="reason_command", required=True)
 
@@ -16,11 +18,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("descriptions", help="directory of per-video .txt files, one line per frame")
     ev.add_argument("--labels", required=True, help="CSV video,frame,label (frame 0-based)")
     ev.add_argument("--rules", required=True, help="rules file (four sections)")
-    ev.add_argument("--deduction", choices=DEDUCTION_MODES, default="embed")
-    ev.add_argument("--smoothing", choices=SMOOTHING_MODES, default="paper")
-    ev.add_argument("--alpha", type=float, default=0.33, help="EMA alpha of the smoothing")
-    ev.add_argument("--window", type=int, default=1, help="majority-vote window (frames)")
-    ev.add_argument("--llm", help="for --deduction llm: transformers:DIR or openai:URL[#MODEL]")
+    ev.add_argument("--deduction", default=DEFAULT_DEDUCER,
+                    help="keyword | fast | embed | llm (default %(default)s)")
+    ev.add_argument("--normal", metavar="DIR",
+                    help="fast: descriptions of normal frames (those the rules were induced "
+                         "from); an atom that matches often there counts less")
+    ev.add_argument("--perception", action=argparse.BooleanOptionalAction,
+                    default=pipeline.perception,
+                    help="perception smoothing: EMA, fixed threshold, majority vote")
+    ev.add_argument("--robust", action=argparse.BooleanOptionalAction, default=pipeline.robust,
+                    help="robust reasoning: the LLM (--llm) double-checks frames decided normal")
+    ev.add_argument("--score", choices=SCORES, default=pipeline.score,
+                    help="final score: EWM of the per-frame values, or them as they are")
+    ev.add_argument("--alpha", type=float, default=smoothing.alpha, help="perception EMA alpha")
+    ev.add_argument("--window", type=int, default=smoothing.window,
+                    help="majority-vote window in frames")
+    ev.add_argument("--threshold", default=str(smoothing.threshold),
+                    help="perception threshold on the EMA, or video-mean (the reference "
+                         "code's per-video mean, for its ablation)")
+    ev.add_argument("--span", type=int, default=smoothing.span, help="EWM span of the score")
+    ev.add_argument("--llm", help="transformers:DIR or openai:URL[#MODEL], for --deduction llm "
+                                  "or --robust")
     ev.add_argument("--limit", type=int, help="judge only the first N frames of each video")
     ev.add_argument("--videos", nargs="+", help="evaluate only these video ids")
     ev.add_argument("--plot", help="save a PNG of per-video scores and labels here")
@@ -28,14 +46,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_more(commands)
 
 
+def _threshold(text: str) -> float | None:
+    from vad.errors import VadError
+
+    if text == "video-mean":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise VadError(f"--threshold {text!r}: expected a number or video-mean") from None
+
+
 def run_eval(args: argparse.Namespace) -> int:
+    import time
+
     from reasoning.deduction import build_deducer
-    from reasoning.descriptions import read_descriptions
+    from reasoning.descriptions import descriptions_for, read_descriptions
     from reasoning.evaluation import evaluate
-    from vad.datasets import read_frame_labels
     from reasoning.llm import build_llm
+    from reasoning.robust import RobustReasoner
     from reasoning.rules import load_rules
-    from reasoning.smoothing import SmoothingConfig
+    from reasoning.smoothing import PipelineConfig, SmoothingConfig
+    from vad.datasets import read_frame_labels
     from vad.errors import VadError
 
     labels = read_frame_labels(args.labels)
@@ -44,10 +76,28 @@ def run_eval(args: argparse.Namespace) -> int:
         if unknown:
             raise VadError(f"--videos: not in the labels: {', '.join(unknown)}")
         labels = {v: labels[v] for v in args.videos}
-    descriptions = read_descriptions(args.descriptions)
+    descriptions = descriptions_for(read_descriptions(args.descriptions), labels,
+                                    args.descriptions)
     rules = load_rules(args.rules)
     llm = build_llm(args.llm) if args.llm else None
-    deducer = build_deducer(args.deduction, rules, llm)
+    params = {}
+    if args.deduction == "llm":
+        if llm is None:
+            raise VadError("--deduction llm needs --llm (transformers:DIR or openai:URL)")
+        params["llm"] = llm
+    if args.normal:
+        if args.deduction != "fast":
+            raise VadError("--normal applies to --deduction fast")
+        params["normal_descriptions"] = [line for lines in read_descriptions(
+            args.normal).values() for line in lines]
+    deducer = build_deducer(args.deduction, rules, **params)
+    robust = None
+    if args.robust:
+        if llm is None:
+            raise VadError("--robust needs --llm (transformers:DIR or openai:URL)")
+        robust = RobustReasoner(rules, llm)
+    config = PipelineConfig(args.perception, args.robust, args.score, SmoothingConfig(
+        args.alpha, args.window, _threshold(args.threshold), args.span))
     print(f"{'video':>6} {'frames':>6} {'anom':>5} {'auc':>7}  top rule")
 
     def show(result) -> None:
@@ -57,13 +107,17 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"{result.video:>6} {result.frames:>6} {result.anomalous:>5} {auc:>7}  {top[:60]}",
               flush=True)
 
-    result = evaluate(descriptions, labels, deducer, args.smoothing,
-                      SmoothingConfig(args.alpha, args.window), args.limit, on_video=show)
+    start = time.perf_counter()
+    result = evaluate(descriptions, labels, deducer, config, robust, args.limit, on_video=show)
+    seconds = time.perf_counter() - start
     if args.plot:
         from reasoning.evaluation import plot_result
 
         print(f"plot: {plot_result(result, labels, args.plot)}")
-    print(f"deduction={args.deduction} smoothing={args.smoothing} invalid_answers={result.invalid}")
+    frames = sum(v.frames for v in result.videos)
+    print(f"deduction={args.deduction} perception={args.perception} robust={args.robust} "
+          f"score={args.score} invalid_answers={result.invalid} llm_calls={result.llm_calls} "
+          f"seconds_per_frame={seconds / max(frames, 1):.4f}")
     print(f"raw_micro_auc={result.raw_micro_auc:.4f} macro_auc={result.macro_auc:.4f} "
           f"ap={result.ap:.4f}")
     print(f"micro_auc={result.micro_auc:.4f}")
@@ -99,7 +153,7 @@ def run_describe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from reasoning.describers import MotionConfig, build_describer, calibrate_normal_speed
-    from reasoning.descriptions import video_key, write_descriptions
+    from reasoning.descriptions import write_descriptions
     from streams.sources import open_source
     from vad.errors import VadError
 
@@ -127,7 +181,7 @@ def run_describe(args: argparse.Namespace) -> int:
             describer.reset()
         frames = tqdm(source, total=len(source) or None, desc=source.camera_id, unit="frame")
         lines = [describer.describe([frame])[0] for frame in frames]
-        path = write_descriptions(args.out, video_key(source.camera_id), lines, args.prefix)
+        path = write_descriptions(args.out, source.camera_id, lines, args.prefix)
         print(f"{path}: {len(lines)} frames")
     return 0
 
