@@ -184,7 +184,8 @@ def test_embed_deducer_prefers_the_matching_anomaly_rule():
 
 class _ScriptedChat(BaseHTTPRequestHandler):
     """An OpenAI-compatible chat endpoint answering from a script of (status, content,
-    delay) steps; it records the requests it received."""
+    delay[, {token: logprob}]) steps (the log-probabilities are sent when asked for, as
+    vLLM and llama.cpp's server do); it records the requests it received."""
 
     script: list[tuple[int, str, float]] = []
     requests: list[dict] = []
@@ -192,9 +193,14 @@ class _ScriptedChat(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (http.server API)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append(body)
-        status, content, delay = type(self).script.pop(0) if type(self).script else (500, "", 0)
+        step = type(self).script.pop(0) if type(self).script else (500, "", 0)
+        status, content, delay = step[:3]
         threading.Event().wait(delay)
-        payload = (json.dumps({"choices": [{"message": {"content": content}}]})
+        choice = {"message": {"content": content}}
+        if len(step) > 3 and body.get("logprobs"):  # {token: logprob} of the first token
+            top = [{"token": t, "logprob": lp} for t, lp in step[3].items()]
+            choice["logprobs"] = {"content": [dict(top[0], top_logprobs=top)]}
+        payload = (json.dumps({"choices": [choice]})
                    if status == 200 else json.dumps({"error": "scripted"}))
         try:
             self.send_response(status)
@@ -258,6 +264,45 @@ def test_llm_deduction_retries_malformed_answers_and_marks_them(chat_server):
     assert first == Judgement(1.0, True, "Running or jumping", "Someone runs.")
     assert not second.valid and second.score == 0.5
     assert "Rules for Anomaly Human Activities" in handler.requests[0]["messages"][0]["content"]
+
+
+def test_first_token_logprobs_need_every_option():
+    from reasoning.llm import first_token_logprobs
+
+    found = first_token_logprobs({"Anom": -0.2, " Normal": -2.0, "A": -0.1, "normal": -3.0},
+                                 ("Anomaly", "Normal"))
+    assert found == {"Anomaly": -0.2, "Normal": -2.0}  # "A" is too short to tell
+    assert first_token_logprobs({"Anomaly": -0.1}, ("Anomaly", "Normal")) is None
+
+
+def test_verdict_is_continuous_with_server_logprobs_else_binary(chat_server):
+    from reasoning.deduction import verdict_probability
+
+    url, handler = chat_server
+    handler.script = [(200, "Anomaly", 0, {"Anomaly": -0.5, "Normal": -1.5}),
+                      (200, "Normal", 0),  # no logprobs sent: the answer is generated
+                      (200, "Verdict: Normal", 0)]
+    p, valid = verdict_probability(_client(url), "is this odd?")
+    assert valid and p == pytest.approx(1 / (1 + np.exp(-1.0)))
+    assert handler.requests[0]["logprobs"] is True and handler.requests[0]["max_tokens"] == 1
+    assert verdict_probability(_client(url), "and this?") == (0.0, True)
+    assert len(handler.requests) == 3
+
+
+def test_transformers_logprobs_with_the_prefix_cache_equal_a_full_pass(tmp_path):
+    directory = _tiny_causal_lm(tmp_path / "tiny-lm")
+    cached = build_llm(f"transformers:{directory}")
+    cached.min_shared_prefix = 2
+    fresh = build_llm(f"transformers:{directory}")
+    prompts = ["a person runs . verdict : anomaly", "a person runs . rule : normal",
+               "a person runs . reason : anomaly normal"]
+    for prompt in prompts:  # the 2nd and 3rd reuse the cached "a person runs ." prefix
+        with_cache = cached.option_logprobs(prompt, ("Anomaly", "Normal"), "verdict :")
+        fresh._cache_ids = None  # a full forward pass every time
+        without = fresh.option_logprobs(prompt, ("Anomaly", "Normal"), "verdict :")
+        assert with_cache.keys() == {"Anomaly", "Normal"}
+        assert with_cache == pytest.approx(without, abs=1e-4)
+    assert cached._cache_ids is not None and len(cached._cache_ids) >= 2
 
 
 def test_llm_specs_are_checked():
@@ -461,6 +506,40 @@ def test_reason_eval_with_llm_deduction_over_an_endpoint(tmp_path, chat_server, 
     assert len(handler.requests) == len(truth) + 1
 
 
+def test_reason_eval_full_pipeline_with_robust_reasoning(tmp_path, chat_server, capsys):
+    """Keyword base, perception smoothing, the LLM double-checks what is decided normal."""
+    from vad.cli import main
+
+    url, handler = chat_server
+    desc, labels, rules_path = _benchmark(tmp_path)
+    # asked once per distinct description of a normal-decided frame: the walking one, and
+    # the first riding frame (smoothing overrules it) with its evidence edited out
+    handler.script = [(200, "Normal", 0, {"Normal": -0.1, "Anomaly": -2.5})] * 2
+    assert main(["reason", "eval", str(desc), "--labels", str(labels), "--rules",
+                 str(rules_path), "--deduction", "keyword", "--robust", "--llm",
+                 f"openai:{url}"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "robust=True" in out[-3] and "llm_calls=2" in out[-3]
+    assert float(out[-1].split("=")[1]) > 0.9
+    asked = [r["messages"][0]["content"] for r in handler.requests]
+    assert len(asked) == 2 and all("My initial result is Normal" in a for a in asked)
+    assert not any("riding" in a.split("Scene description:")[1] for a in asked)
+
+
+def test_reason_eval_stage_flags(tmp_path, capsys):
+    from vad.cli import main
+
+    desc, labels, rules_path = _benchmark(tmp_path)
+    base = ["reason", "eval", str(desc), "--labels", str(labels), "--rules", str(rules_path)]
+    assert main(base + ["--no-perception", "--score", "none", "--threshold",
+                        "video-mean"]) == 0
+    assert "perception=False robust=False score=none" in capsys.readouterr().out
+    assert main(base + ["--robust"]) == 2
+    assert "--robust needs --llm" in capsys.readouterr().err
+    assert main(base + ["--threshold", "high"]) == 2
+    assert "--threshold 'high'" in capsys.readouterr().err
+
+
 def test_reason_eval_rejects_mismatched_descriptions(tmp_path, capsys):
     from vad.cli import main
 
@@ -496,16 +575,16 @@ def test_reason_induce_aggregates_batches_from_an_endpoint(tmp_path, chat_server
 # ---------------------------------------------------------------- real data / real model
 
 @pytest.mark.slow
-def test_official_ped2_descriptions_and_rules(ped2_dir):
-    from reasoning.deduction import EmbedDeducer
-    from reasoning.descriptions import read_descriptions
-    from reasoning.evaluation import evaluate
-    from vad.datasets import read_frame_labels
+def test_official_ped2_descriptions_and_rules(ped2_dir, capsys):
+    """The issue's check: the default deducer on AnomalyRuler's Ped2 descriptions."""
+    from vad.cli import main
 
-    result = evaluate(read_descriptions(ped2_dir / "anomalyruler"),
-                      read_frame_labels(ped2_dir / "test_labels.csv"),
-                      EmbedDeducer(load_rules(ped2_dir / "anomalyruler" / "rule_ped2.txt")))
-    assert result.micro_auc > 0.89  # measured 0.9083 (docs/reasoning.md)
+    official = ped2_dir / "anomalyruler"
+    assert main(["reason", "eval", str(official), "--labels", str(ped2_dir / "test_labels.csv"),
+                 "--rules", str(official / "rule_ped2.txt")]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("micro_auc=") and "deduction=fast" in out[-3]
+    assert float(out[-1].split("=")[1]) > 0.96  # measured 0.9625 (docs/reasoning.md)
 
 
 @pytest.mark.slow
