@@ -448,6 +448,9 @@ def test_reasoner_explains_an_event_from_its_frames(tmp_path):
                                "keyframes": 2})
     event = Event("cam", 3, 5, 0.3, 0.5, peak_frame=4, peak_score=5.0, mean_score=4.0)
     frames = [_frame(i, np.zeros((4, 4), np.uint8)) for i in range(2, 6)]
+    from reasoning.matching import FastDeducer
+
+    assert isinstance(reasoner.deducer, FastDeducer)  # the default deducer
     explanation = reasoner.explain(event, frames)
     assert explanation.verdict and "riding a bicycle" in explanation.rule
     assert "riding a bicycle" in explanation.reason
