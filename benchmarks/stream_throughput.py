@@ -34,12 +34,14 @@ sys.path.insert(0, str(REPO))
 PARTITIONS = 4
 
 from streams import publisher  # noqa: E402
-from streams.kafka import KafkaSettings, delete_topics, ensure_topic, make_producer  # noqa: E402
+from streams.kafka import delete_topics, ensure_topic, make_producer  # noqa: E402
 from streams.local_servers import KafkaBroker, RedisServer  # noqa: E402
 from streams.sources import open_source  # noqa: E402
-from vad.config import ScorerSpec, VadConfig  # noqa: E402
+from vad.config import VadConfig, load_config  # noqa: E402
+from vad.config.sections import (KafkaConfig, PublishConfig, RedisStoreConfig,  # noqa: E402
+                                 ServeConfig, StoreConfig)
 from vad.pipeline import Pipeline  # noqa: E402
-from vad.serve import ServeOptions, StreamWorker, percentile  # noqa: E402
+from vad.serve import StreamWorker, percentile  # noqa: E402
 from vad.stores import open_store  # noqa: E402
 
 
@@ -60,7 +62,7 @@ def main() -> int:
     if not videos:
         sys.exit(f"error: no Ped2 test videos in {args.ped2 / 'test'}")
     ensure_checkpoint(args.checkpoint, args.ped2)
-    config = VadConfig(scorers=[ScorerSpec(name="frame-diff", checkpoint=str(args.checkpoint))])
+    config = load_config(None, [f"scorers=[{{name: frame-diff, checkpoint: '{args.checkpoint}'}}]"])
     with tempfile.TemporaryDirectory() as scratch:
         broker = None if args.bootstrap else KafkaBroker()
         redis = None if args.redis else RedisServer(Path(scratch))
@@ -109,7 +111,7 @@ def ensure_checkpoint(checkpoint: Path, ped2: Path) -> None:
 
 
 def in_process_fps(config: VadConfig, videos: list[Path], redis_url: str) -> float:
-    with open_store(f"{redis_url}?prefix=bench-inprocess") as store:
+    with open_store(_store(redis_url, "bench-inprocess")) as store:
         pipeline = Pipeline.from_config(config, store)
         start, count = time.perf_counter(), 0
         for video in videos:
@@ -125,11 +127,11 @@ def publish(videos: list[Path], bootstrap: str, topic: str, fps: float | None = 
     cameras = [f"ped2-{video.stem}" for video in videos]
     if fps is None:
         ensure_topic(bootstrap, topic, PARTITIONS)
-        producer = make_producer(KafkaSettings(bootstrap))
+        producer = make_producer(KafkaConfig(bootstrap=bootstrap))
         start = time.perf_counter()
         counts = publisher.publish([open_source(v, c) for v, c in zip(videos, cameras)],
-                                   producer, topic, publisher.PublishOptions(max_rate=True),
-                                   progress=False)
+                                   producer, topic, PublishConfig(max_rate=True),
+                                   KafkaConfig().max_message_bytes, progress=False)
         producer.close()
         return sum(counts.values()) / (time.perf_counter() - start)
     subprocess.run([sys.executable, "-m", "vad.cli", "publish", *map(str, videos),
@@ -143,10 +145,10 @@ class Worker:
     """One worker in a thread of this process, its stats at hand."""
 
     def __init__(self, config: VadConfig, bootstrap: str, topic: str, redis_url: str):
-        self.store = open_store(f"{redis_url}?prefix={topic}")
+        self.store = open_store(_store(redis_url, topic))
         self.worker = StreamWorker(Pipeline.from_config(config, self.store),
-                                   KafkaSettings(bootstrap),
-                                   ServeOptions(topic, f"{topic}-group", partitions=PARTITIONS))
+                                   KafkaConfig(bootstrap=bootstrap, topic=topic),
+                                   ServeConfig(group=f"{topic}-group", partitions=PARTITIONS))
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
         self.thread.start()
 
@@ -190,6 +192,10 @@ def latency(config: VadConfig, videos: list[Path], bootstrap: str, redis_url: st
         worker.stop()
         delete_topics(bootstrap, [topic, f"{topic}.dead-letter"])
     return worker.worker.stats
+
+
+def _store(redis_url: str, prefix: str) -> StoreConfig:
+    return StoreConfig(url=redis_url, redis=RedisStoreConfig(prefix=prefix))
 
 
 def _env() -> dict[str, str]:

@@ -1,7 +1,7 @@
 """vad security dashboard: live alert feed, alert evidence and triage, camera overview.
 
-Start it with `vad dashboard --store URL`; it reads its settings from `VAD_DASHBOARD_*`
-environment variables (see dashboard/settings.py).
+Start it with `vad dashboard --store URL`; it reads the effective config from the
+`VAD_DASHBOARD_CONFIG` environment variable (see dashboard/settings.py).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from dashboard.evidence import evidence_image
 from dashboard.feed import (EPOCH_TIMESTAMP_MIN, STATUS_COLORS, FeedRow, MalformedAlert,
                             feed_row, format_timestamp)
 from dashboard.settings import DashboardSettings
+from vad.config.sections import StoreConfig
 from vad.errors import VadError
 from vad.stores import AlertQuery, AlertStore, open_store
-from vad.types import ALERT_STATUSES, Alert
+from vad.types import ALERT_STATUSES, Alert, CameraStatus
 
 log = logging.getLogger("vad.dashboard")
 
@@ -30,12 +31,14 @@ ANY = "Any"
 TIMELINE_PAD = 60
 FEED_COLUMNS = [1.0, 1.3, 2.3, 1.5, 2.1, 0.9]
 TRIAGE_ACTIONS = (("acknowledged", "Acknowledge"), ("resolved", "Resolve"), ("new", "Reopen"))
+CAMERA_STATE_COLORS = {"online": "green", "reconnecting": "orange", "stalled": "orange",
+                       "offline": "red"}
 
 
 @st.cache_resource(show_spinner=False)
-def get_store(url: str) -> AlertStore:
+def get_store(store_json: str) -> AlertStore:
     # One connection per server process, shared by every viewer: stores are thread-safe.
-    return open_store(url)
+    return open_store(StoreConfig.model_validate_json(store_json))
 
 
 def show_failure(url: str, exc: Exception) -> None:
@@ -87,7 +90,7 @@ def sidebar_query(store: AlertStore, settings: DashboardSettings) -> AlertQuery:
                                         placeholder="any", key="min_severity")
     camera_id = None if camera == ANY else camera
     since, until = time_range_filter(store, camera_id)
-    st.sidebar.caption(f"Store: `{settings.store}`  \nThreshold: {settings.threshold:g} · "
+    st.sidebar.caption(f"Store: `{settings.store_label}`  \nThreshold: {settings.threshold:g} · "
                        f"refresh every {settings.refresh:g} s")
     return AlertQuery(camera_id=camera_id, status=None if status == ANY else status,
                       min_score=min_score, since=since, until=until, limit=settings.feed_rows + 1)
@@ -136,10 +139,10 @@ def alerts_view(settings: DashboardSettings, query: AlertQuery) -> None:
     @st.fragment(run_every=settings.refresh)
     def live_alerts() -> None:
         try:
-            store = get_store(settings.store)
+            store = get_store(settings.store.model_dump_json())
             alerts = store.query(query)
         except Exception as exc:  # noqa: BLE001 - any store failure becomes a message
-            show_failure(settings.store, exc)
+            show_failure(settings.store_label, exc)
             return
         if not alerts:
             filtered = any(v is not None for v in (query.camera_id, query.status, query.min_score,
@@ -178,7 +181,7 @@ def alert_detail(store: AlertStore, alert_id: str, settings: DashboardSettings) 
                  icon=":material/error:")
         return
     except Exception as exc:  # noqa: BLE001
-        show_failure(settings.store, exc)
+        show_failure(settings.store_label, exc)
         return
     st.subheader(f"{row.camera_id} · frames {alert.start_frame}–{alert.end_frame}")
     badges = st.container(horizontal=True)
@@ -223,10 +226,10 @@ def reasoning(alert: Alert) -> None:
         st.markdown(f"**{label}:** {text}")
 
 
-def apply_triage(url: str, alert_id: str, status: str) -> None:
+def apply_triage(store_json: str, alert_id: str, status: str) -> None:
     note = st.session_state.get(f"note-{alert_id}", "") or ""
     try:
-        get_store(url).set_status(alert_id, status, note)
+        get_store(store_json).set_status(alert_id, status, note)
         st.session_state.triage_message = (alert_id, "success",
                                            f"Alert {alert_id} marked {status}.")
     except Exception as exc:  # noqa: BLE001
@@ -243,7 +246,7 @@ def triage_form(alert: Alert, settings: DashboardSettings) -> None:
         for status, label in TRIAGE_ACTIONS:
             with buttons:
                 st.form_submit_button(label, key=f"{status}-{alert.id}", on_click=apply_triage,
-                                      args=(settings.store, alert.id, status),
+                                      args=(settings.store.model_dump_json(), alert.id, status),
                                       disabled=alert.status == status)
     # The outcome of this viewer's last action on this alert stays until they act again.
     message = st.session_state.get("triage_message")
@@ -258,29 +261,33 @@ def cameras_view(settings: DashboardSettings) -> None:
     @st.fragment(run_every=3 * settings.refresh)
     def overview() -> None:
         try:
-            store = get_store(settings.store)
+            store = get_store(settings.store.model_dump_json())
             cameras = store.cameras()
             alerts = store.query(AlertQuery(limit=100_000))
+            statuses = store.camera_statuses()
         except Exception as exc:  # noqa: BLE001
-            show_failure(settings.store, exc)
+            show_failure(settings.store_label, exc)
             return
         if not cameras:
             st.info("No camera has reported scores or alerts yet.", icon=":material/info:")
             return
         for camera in cameras:
             try:
-                camera_panel(store, camera, [a for a in alerts if a.camera_id == camera], settings)
+                camera_panel(store, camera, [a for a in alerts if a.camera_id == camera], settings,
+                             statuses.get(camera))
             except Exception as exc:  # noqa: BLE001
-                show_failure(settings.store, exc)
+                show_failure(settings.store_label, exc)
 
     overview()
 
 
 def camera_panel(store: AlertStore, camera: str, alerts: list[Alert],
-                 settings: DashboardSettings) -> None:
+                 settings: DashboardSettings, status: CameraStatus | None = None) -> None:
     series = store.scores(camera)
     with st.container(border=True):
         st.subheader(camera)
+        if status is not None:
+            camera_status(status)
         metrics = st.columns(4)
         metrics[0].metric("Alerts", len(alerts))
         metrics[1].metric("Open (new)", sum(a.status == "new" for a in alerts))
@@ -302,6 +309,19 @@ def camera_panel(store: AlertStore, camera: str, alerts: list[Alert],
             st.caption("No score timeline recorded for this camera.")
 
 
+def camera_status(status: CameraStatus) -> None:
+    """A live camera's connection: its state since when, its last error and its gaps."""
+    badges = st.container(horizontal=True)
+    badges.badge(status.state, color=CAMERA_STATE_COLORS[status.state])
+    badges.badge(f"since {format_timestamp(status.since)}", color="gray")
+    gaps = f"{status.gap_count} gap(s), {status.total_gap_s:.1f} s in all"
+    if status.gaps:
+        gaps += " · latest: " + ", ".join(f"{gap.seconds:.1f} s" for gap in status.gaps[-3:])
+    st.caption(f"{status.source} · {status.reconnects} reconnection(s) · {gaps}")
+    if status.last_error:
+        st.caption(f"Last error: {status.last_error}")
+
+
 # --- page --------------------------------------------------------------------------------------
 
 def main() -> None:
@@ -316,9 +336,9 @@ def main() -> None:
     if "selected_alert" not in st.session_state and "alert" in st.query_params:
         st.session_state.selected_alert = st.query_params["alert"]
     try:
-        query = sidebar_query(get_store(settings.store), settings)
+        query = sidebar_query(get_store(settings.store.model_dump_json()), settings)
     except Exception as exc:  # noqa: BLE001
-        show_failure(settings.store, exc)
+        show_failure(settings.store_label, exc)
         return
     alerts_tab, cameras_tab = st.tabs(["Alerts", "Cameras"])
     with alerts_tab:

@@ -1,46 +1,56 @@
-"""What the dashboard is told at launch. `vad dashboard` passes it in environment variables
-because `streamlit run` owns the command line and AppTest has none."""
+"""What the dashboard is told at launch: `vad dashboard` passes the effective config as JSON in
+an environment variable, because `streamlit run` owns the command line and AppTest has none."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from vad.config import EventConfig, VadConfig
+from vad.config import VadConfig, validated
+from vad.config.sections import StoreConfig
 from vad.errors import VadError
+from vad.stores import redacted
 
-ENV_PREFIX = "VAD_DASHBOARD_"
+ENV_CONFIG = "VAD_DASHBOARD_CONFIG"
 
 
 @dataclass(frozen=True)
 class DashboardSettings:
-    store: str = VadConfig().store
-    # Event threshold drawn on the score timelines (fused, normalised score units).
-    threshold: float = EventConfig().threshold
-    # Seconds between automatic refreshes of the alert feed; the camera overview refreshes
-    # at three times this interval (its plots are heavier).
-    refresh: float = 5.0
-    # Rows of the alert feed shown at once, newest first.
-    feed_rows: int = 30
+    store: StoreConfig
+    threshold: float  # drawn on the score timelines (fused, normalised score units)
+    refresh: float  # seconds between feed refreshes; the camera overview: 3x this
+    feed_rows: int
 
-    def to_env(self) -> dict[str, str]:
-        return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+    @property
+    def store_label(self) -> str:
+        """The store URL as it may be shown: without its password."""
+        return redacted(self.store.url)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "DashboardSettings":
-        values = {}
-        for f in fields(cls):
-            text = environ.get(ENV_PREFIX + f.name.upper())
-            if text is None:
-                continue
-            kind = type(getattr(cls, f.name))
-            try:
-                values[f.name] = kind(text)
-            except ValueError:
-                raise VadError(f"{ENV_PREFIX}{f.name.upper()}={text!r}: "
-                               f"expected {kind.__name__}") from None
-        settings = cls(**values)
-        if settings.refresh <= 0 or settings.feed_rows <= 0:
-            raise VadError("the dashboard refresh interval and feed rows must be positive")
-        return settings
+    def from_config(cls, config: VadConfig) -> DashboardSettings:
+        dashboard = config.dashboard
+        threshold = config.events.threshold if dashboard.threshold is None else dashboard.threshold
+        return cls(config.store, threshold, dashboard.refresh, dashboard.feed_rows)
+
+    @staticmethod
+    def to_env(config: VadConfig) -> dict[str, str]:
+        return {ENV_CONFIG: config.model_dump_json()}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> DashboardSettings:
+        text = environ.get(ENV_CONFIG)
+        if text is None:
+            return cls.from_config(VadConfig())
+        try:
+            return cls.from_config(validated(VadConfig, _json(text), ENV_CONFIG))
+        except VadError:
+            raise
+        except ValueError:
+            raise VadError(f"{ENV_CONFIG}: not the JSON of a config") from None
+
+
+def _json(text: str):
+    import json
+
+    return json.loads(text)

@@ -11,61 +11,18 @@ motions are not, so the raw anomaly score of a frame is the negative PSNR of its
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import InputSpec, Scorer, register_scorer
-from streams.sources import Source
+from models.base import InputSpec, LearningType, Scorer, register_scorer, resolve_device
+from models.scoring import ScoringSession
+from vad.config.scorers import CTD2GANParams
+from vad.data.training import TrainingSet
 from vad.errors import VadError
 from vad.types import Clip, ScoreResult
-
-
-@dataclass(frozen=True)
-class CTD2GANConfig:
-    # Input: (height, width), grayscale or BGR, and T past frames per prediction.
-    size: tuple[int, int] = (64, 96)
-    grayscale: bool = True
-    frames: int = 4
-    # Architecture: base channel width (doubled twice down the encoder), attention heads.
-    width: int = 16
-    heads: int = 4
-    disc_width: int = 16
-    # Loss weights (intensity L2, gradient difference, adversarial image / video): Liu et
-    # al.'s 1, 1, 0.05 for frames in [-1, 1], rescaled to our [0, 1] frames (L2 x4, L1 x2).
-    intensity_weight: float = 4.0
-    gradient_weight: float = 2.0
-    image_adv_weight: float = 0.05
-    video_adv_weight: float = 0.05
-    # Training.
-    iterations: int = 5000
-    batch_size: int = 8
-    lr_generator: float = 2e-4
-    lr_discriminator: float = 2e-5
-    seed: int = 0
-    checkpoint_every: int = 250
-    # Scoring: predictions per generator call.
-    inference_batch: int = 16
-
-    def __post_init__(self) -> None:
-        height, width = self.size
-        if height % 8 or width % 8 or height < 16 or width < 16:
-            raise VadError(f"ct-d2gan: size {self.size} must be multiples of 8, at least 16")
-        if self.frames < 1 or self.width < 1 or self.heads < 1 or self.disc_width < 1:
-            raise VadError("ct-d2gan: frames, width, heads and disc_width must be positive")
-        if (4 * self.width) % self.heads:
-            raise VadError(f"ct-d2gan: 4 * width ({4 * self.width}) must divide into "
-                           f"{self.heads} heads")
-        if self.iterations < 0 or self.batch_size < 1 or self.checkpoint_every < 1:
-            raise VadError("ct-d2gan: iterations >= 0, batch_size and checkpoint_every >= 1")
-
-    @property
-    def channels(self) -> int:
-        return 1 if self.grayscale else 3
 
 
 def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
@@ -135,7 +92,7 @@ class Generator(nn.Module):
     generator starts as "nothing moves" and training spends its iterations on the motion.
     """
 
-    def __init__(self, config: CTD2GANConfig):
+    def __init__(self, config: CTD2GANParams):
         super().__init__()
         c, t, w = config.channels, config.frames, config.width
         self.encoder = nn.ModuleList([
@@ -220,12 +177,13 @@ def psnr(errors: torch.Tensor) -> torch.Tensor:
 class CTD2GANScorer(Scorer):
     """Frame-prediction anomaly scorer; raw score = -PSNR of the predicted frame."""
 
-    Config = CTD2GANConfig
+    Config = CTD2GANParams
+    learning_type = LearningType.ONE_CLASS
 
-    def __init__(self, config: CTD2GANConfig | None = None):
-        super().__init__(config)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.generator = Generator(self.config).to(self.device).eval()
+    def __init__(self, config: CTD2GANParams | None = None, device: str = "auto"):
+        super().__init__(config, device)
+        self.torch_device = torch.device(resolve_device(device))
+        self.generator = Generator(self.config).to(self.torch_device).eval()
         # Discriminators and optimiser state, kept in checkpoints so training can resume.
         self.training_state: dict[str, np.ndarray] = {}
 
@@ -234,25 +192,31 @@ class CTD2GANScorer(Scorer):
         return InputSpec(size=self.config.size, grayscale=self.config.grayscale,
                          context=self.config.frames)
 
+    def session(self, camera_id: str, batch: int) -> ScoringSession:
+        return _PredictionSession(self, camera_id, batch)
+
     def to_tensor(self, frames: np.ndarray) -> torch.Tensor:
         """(N, H, W[, 3]) float frames in [0, 1] -> (N, C, H, W) tensor on the device."""
         frames = frames[:, None] if frames.ndim == 3 else frames.transpose(0, 3, 1, 2)
-        return torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(self.device)
+        return torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(
+            self.torch_device)
 
     @torch.no_grad()
-    def predict(self, frames: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) frames -> (N - T, C, H, W) predictions of frames[T:], batched.
-
-        Each frame is encoded once and its features are shared by the T windows it is in.
-        """
-        t = self.config.frames
-        encoded = self.generator.encode(frames[:-1])
-        windows = torch.arange(len(frames) - t, device=frames.device)[:, None] + torch.arange(
-            t, device=frames.device)  # (N - T, T) frame indices
+    def decode_windows(self, encoded: list[torch.Tensor]) -> torch.Tensor:
+        """Encodings of N frames -> (N - T + 1, C, H, W) predictions of the frame after each
+        window of T consecutive frames, batched; each frame's encoding serves T windows."""
+        t, n = self.config.frames, len(encoded[0])
+        windows = torch.arange(n - t + 1, device=encoded[0].device)[:, None] + torch.arange(
+            t, device=encoded[0].device)
         return torch.cat([self.generator.decode([e[batch] for e in encoded])
                           for batch in windows.split(self.config.inference_batch)])
 
     def score(self, clip: Clip) -> ScoreResult:
+        return self.score_encoded(clip, None)
+
+    @torch.no_grad()
+    def score_encoded(self, clip: Clip, cache: _EncodingCache | None) -> ScoreResult:
+        """Scores of the clip's targets; `cache` holds encodings of frames seen before."""
         t = self.config.frames
         if clip.context < t:
             raise VadError(f"ct-d2gan: needs {t} frames of context, the clip has {clip.context}")
@@ -261,16 +225,19 @@ class CTD2GANScorer(Scorer):
             raise VadError(f"ct-d2gan: clip frames {clip.frames.shape[1:]} do not match the "
                            f"model input {expected} {'gray' if self.config.grayscale else 'BGR'}")
         frames = self.to_tensor(clip.frames[clip.context - t:])
-        prediction = self.predict(frames).clamp(0.0, 1.0)
+        past, indices = frames[:-1], clip.indices[clip.context - t:-1]
+        encoded = (cache.encode(self.generator, past, indices) if cache is not None
+                   else self.generator.encode(past))
+        prediction = self.decode_windows(encoded).clamp(0.0, 1.0)
         errors = (prediction - frames[t:]).square().mean(1)  # (N, H, W), mean over channels
         scores = -psnr(errors)
         return ScoreResult(clip.camera_id, clip.target_indices,
                            scores.double().cpu().numpy(), errors.cpu().numpy())
 
-    def fit(self, sources: Sequence[Source], progress: bool = True) -> None:
+    def fit(self, training: TrainingSet, progress: bool = True) -> None:
         from models.ct_d2gan_train import train
 
-        train(self, sources, progress)
+        train(self, training.normal_sources(), progress)
 
     def tensors(self) -> dict[str, np.ndarray]:
         weights = {f"generator.{k}": v.detach().cpu().numpy()
@@ -287,3 +254,42 @@ class CTD2GANScorer(Scorer):
             raise VadError(f"ct-d2gan: checkpoint does not fit the config "
                            f"({str(exc).splitlines()[1].strip()})") from None
         self.training_state = {k: v for k, v in tensors.items() if not k.startswith(prefix)}
+
+
+class _EncodingCache:
+    """Encodings of a camera's most recent frames: consecutive clips overlap by their context,
+    so the overlap is encoded once."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self.indices = np.zeros(0, np.int64)
+        self.encoded: list[torch.Tensor] = []
+
+    def encode(self, generator: Generator, frames: torch.Tensor,
+               indices: np.ndarray) -> list[torch.Tensor]:
+        reuse = self._overlap(indices)
+        fresh = generator.encode(frames[reuse:]) if reuse < len(frames) else None
+        if reuse == 0:
+            encoded = fresh
+        else:
+            kept = [e[len(self.indices) - reuse:] for e in self.encoded]
+            encoded = kept if fresh is None else [torch.cat(p) for p in zip(kept, fresh)]
+        self.indices = indices[-self.keep:]
+        self.encoded = [e[-self.keep:] for e in encoded]
+        return encoded
+
+    def _overlap(self, indices: np.ndarray) -> int:
+        """How many leading `indices` are the cached frames' last ones, in order."""
+        for count in range(min(len(self.indices), len(indices)), 0, -1):
+            if np.array_equal(self.indices[-count:], indices[:count]):
+                return count
+        return 0
+
+
+class _PredictionSession(ScoringSession):
+    def __init__(self, scorer: CTD2GANScorer, camera_id: str, batch: int):
+        super().__init__(scorer, camera_id, batch)
+        self.cache = _EncodingCache(scorer.config.frames)
+
+    def score(self, clip: Clip) -> ScoreResult:
+        return self.scorer.score_encoded(clip, self.cache)

@@ -8,31 +8,25 @@ resumed run sees the same batches as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
-
-from models.base import CONFIG_FILE, Calibration, load_scorer
 from models.ct_d2gan import (
-    CTD2GANConfig,
     CTD2GANScorer,
     Generator,
     ImageDiscriminator,
     VideoDiscriminator,
     gradient_difference_loss,
 )
+from models.scoring import progress_frames
+from models.training import resumable, run_training, seed_everything
 from streams.sources import Source
 from streams.windows import preprocess
+from vad.config.scorers import CTD2GANParams
 from vad.errors import VadError
-from vad.scoring import progress_frames
-
-# Config fields that change the networks' weights; a checkpoint must agree on them to resume.
-ARCHITECTURE_FIELDS = ("size", "grayscale", "frames", "width", "heads", "disc_width")
 
 
 @dataclass
@@ -47,7 +41,7 @@ class GanParts:
 
     @classmethod
     def create(cls, scorer: CTD2GANScorer) -> GanParts:
-        config, device = scorer.config, scorer.device
+        config, device = scorer.config, scorer.torch_device
         image_disc = ImageDiscriminator(config.channels, config.disc_width).to(device)
         video_disc = VideoDiscriminator(config.channels, config.disc_width).to(device)
         betas = (0.5, 0.999)
@@ -93,7 +87,7 @@ class GanParts:
             optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
-def load_training_frames(sources: Sequence[Source], config: CTD2GANConfig,
+def load_training_frames(sources: Sequence[Source], config: CTD2GANParams,
                          progress: bool) -> list[np.ndarray]:
     """Each source's frames as (N, C, H, W) uint8 at the model input size."""
     videos = []
@@ -110,7 +104,7 @@ def load_training_frames(sources: Sequence[Source], config: CTD2GANConfig,
     return videos
 
 
-def sample_batch(videos: list[np.ndarray], config: CTD2GANConfig, iteration: int,
+def sample_batch(videos: list[np.ndarray], config: CTD2GANParams, iteration: int,
                  ) -> np.ndarray:
     """(B, T+1, C, H, W) float32 clips of consecutive frames, the same for a given iteration."""
     rng = np.random.default_rng([config.seed, iteration])
@@ -158,24 +152,13 @@ def train_step(scorer: CTD2GANScorer, parts: GanParts, batch: torch.Tensor,
 
 def resume(scorer: CTD2GANScorer, parts: GanParts) -> None:
     """Continue from the checkpoint in `scorer.work_dir`, if one is there."""
-    directory = scorer.work_dir
-    if directory is None or not (directory / CONFIG_FILE).is_file():
+    previous = resumable(scorer)
+    if previous is None:
         return
-    saved = json.loads((directory / CONFIG_FILE).read_text()).get("config", {})
-    different = [f for f in ARCHITECTURE_FIELDS
-                 if saved.get(f) != _jsonable(getattr(scorer.config, f))]
-    if different:
-        raise VadError(f"{directory}: holds a ct-d2gan with other {', '.join(different)}; "
-                       "train into a new directory")
-    previous = load_scorer(directory)
     if not previous.training_state:
-        raise VadError(f"{directory}: checkpoint has no training state to resume from")
+        raise VadError(f"{scorer.work_dir}: checkpoint has no training state to resume from")
     scorer.generator.load_state_dict(previous.generator.state_dict())
     parts.load_state(previous.training_state)
-
-
-def _jsonable(value: object) -> object:
-    return list(value) if isinstance(value, tuple) else value
 
 
 def checkpoint(scorer: CTD2GANScorer, parts: GanParts) -> None:
@@ -186,20 +169,20 @@ def checkpoint(scorer: CTD2GANScorer, parts: GanParts) -> None:
 
 def train(scorer: CTD2GANScorer, sources: Sequence[Source], progress: bool = True) -> None:
     config = scorer.config
-    torch.manual_seed(config.seed)  # re-initialise so that the seed fixes the initial weights
-    scorer.generator = Generator(config).to(scorer.device)
+    seed_everything(config.seed)  # re-initialise so that the seed fixes the initial weights
+    scorer.generator = Generator(config).to(scorer.torch_device)
     parts = GanParts.create(scorer)
     resume(scorer, parts)
     videos = load_training_frames(sources, config, progress)
     scorer.generator.train()
-    bar = tqdm(range(parts.iteration, config.iterations), initial=parts.iteration,
-               total=config.iterations, desc="ct-d2gan fit", unit="it", disable=not progress)
-    for iteration in bar:
-        batch = torch.from_numpy(sample_batch(videos, config, iteration)).to(scorer.device)
-        losses = train_step(scorer, parts, batch)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()}, refresh=False)
-        if parts.iteration % config.checkpoint_every == 0:
-            checkpoint(scorer, parts)
+
+    def step(iteration: int) -> dict[str, float]:
+        batch = sample_batch(videos, config, iteration)
+        return train_step(scorer, parts, torch.from_numpy(batch).to(scorer.torch_device))
+
+    run_training(scorer.name, parts.iteration, config.iterations, step,
+                 lambda: checkpoint(scorer, parts), config.checkpoint_every, scorer.work_dir,
+                 progress)
     scorer.generator.eval()
-    scorer.calibration = Calibration.from_scores(scorer.raw_scores(sources, progress))
+    scorer.calibrate(sources, progress)
     checkpoint(scorer, parts)

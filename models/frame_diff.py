@@ -6,21 +6,14 @@ The raw score of frame t is the largest per-cell z-score of the mean absolute di
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import numpy as np
 
-from models.base import Calibration, InputSpec, Scorer, register_scorer
-from streams.sources import Source
-from vad.scoring import iter_clips, progress_frames
+from models.base import (InputSpec, LearningType, Scorer, checked_tensor,
+                         register_scorer)
+from models.scoring import iter_clips, progress_frames
+from vad.config.scorers import FrameDiffParams
+from vad.data.training import TrainingSet
 from vad.types import Clip, ScoreResult
-
-
-@dataclass(frozen=True)
-class FrameDiffConfig:
-    size: tuple[int, int] = (120, 180)
-    cell: int = 8
 
 
 def cell_means(images: np.ndarray, cell: int) -> np.ndarray:
@@ -33,13 +26,17 @@ def cell_means(images: np.ndarray, cell: int) -> np.ndarray:
 
 @register_scorer("frame-diff")
 class FrameDiffScorer(Scorer):
-    Config = FrameDiffConfig
+    Config = FrameDiffParams
+    learning_type = LearningType.ONE_CLASS
 
-    def __init__(self, config: FrameDiffConfig | None = None):
-        super().__init__(config)
-        grid = (self.config.size[0] // self.config.cell, self.config.size[1] // self.config.cell)
-        self.cell_mean = np.zeros(grid, np.float32)
-        self.cell_std = np.ones(grid, np.float32)
+    def __init__(self, config: FrameDiffParams | None = None, device: str = "auto"):
+        super().__init__(config, device)
+        self.cell_mean = np.zeros(self.grid, np.float32)
+        self.cell_std = np.ones(self.grid, np.float32)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.config.size[0] // self.config.cell, self.config.size[1] // self.config.cell
 
     @property
     def input_spec(self) -> InputSpec:
@@ -54,7 +51,8 @@ class FrameDiffScorer(Scorer):
         return ScoreResult(clip.camera_id, clip.target_indices,
                            z.reshape(len(z), -1).max(axis=1).astype(np.float64), diffs)
 
-    def fit(self, sources: Sequence[Source], progress: bool = True) -> None:
+    def fit(self, training: TrainingSet, progress: bool = True) -> None:
+        sources = training.normal_sources()
         cells = [cell_means(self._differences(clip), self.config.cell)
                  for source in sources
                  for clip in iter_clips(self, progress_frames(source, f"fit {source.camera_id}",
@@ -62,12 +60,11 @@ class FrameDiffScorer(Scorer):
         stacked = np.concatenate(cells)
         self.cell_mean = stacked.mean(axis=0).astype(np.float32)
         self.cell_std = (stacked.std(axis=0) + 1e-3).astype(np.float32)
-        self.calibration = Calibration.from_scores(self.raw_scores(sources, progress=False))
+        self.calibrate(sources, progress=False)
 
     def tensors(self) -> dict[str, np.ndarray]:
         return {"cell_mean": self.cell_mean, "cell_std": self.cell_std}
 
     def load_tensors(self, tensors: dict[str, np.ndarray]) -> None:
-        self.cell_mean = tensors["cell_mean"]
-        self.cell_std = tensors["cell_std"]
-
+        self.cell_mean = checked_tensor(tensors, "cell_mean", self.grid)
+        self.cell_std = checked_tensor(tensors, "cell_std", self.grid)

@@ -26,46 +26,17 @@ import cv2
 import numpy as np
 import torch
 
-from models.base import Calibration, InputSpec, Scorer, register_scorer
+from models.base import (InputSpec, LearningType, Scorer, checked_tensor,
+                         register_scorer)
 from models.flow import DenseFlow, flow_masked_frame, to_uint8
 from models.motion_text import MotionDescription, describe_motion
+from models.scoring import iter_clips, progress_frames
 from streams.sources import Source
 from streams.windows import preprocess
+from vad.config.scorers import MotionParams
+from vad.data.training import TrainingSet
 from vad.errors import VadError
-from vad.scoring import iter_clips, progress_frames
-from vad.types import Clip, Frame, ScoreResult
-
-
-@dataclass(frozen=True)
-class MotionConfig:
-    size: tuple[int, int] = (240, 360)  # (height, width): flow is most accurate at full Ped2 size
-    flow: str = "dis-medium"
-    block: int = 16  # pixels; a cell is a 2x2-block window
-    move_threshold: float = 0.4  # px/frame: Hawk's mask keeps pixels moving faster than this
-    speed_edges: tuple[float, ...] = (1.0, 2.0, 3.5, 6.0)  # speed bins above move_threshold
-    orientations: int = 8  # flow direction bins
-    gradient_bins: int = 9  # unsigned gradient orientation bins of each appearance histogram
-    # Gradient histogram of the flow-masked frame inside the motion branch (what moves).
-    masked_weight: float = 0.3
-    # Appearance branch inside the bank vector; 0 = it only feeds the consistency error
-    # (0.3 lowered Ped2 AUC, see docs/motion.md).
-    appearance_weight: float = 0.0
-    position_weight: float = 0.3  # cell centre (0..1) so that the bank is position aware
-    min_moving_fraction: float = 0.05  # cells with less moving area are normal (score 0)
-    bank_size: int = 20000
-    k: int = 1
-    consistency_dim: int = 8
-    consistency_weight: float = 0.25
-    seed: int = 0
-    # Descriptions only report cells scoring this many calibration std above the normal mean.
-    describe_min_z: float = 2.0
-
-    def __post_init__(self) -> None:
-        if self.k < 1 or self.bank_size <= self.k:
-            raise VadError(f"motion: need k >= 1 and bank_size > k (k={self.k}, "
-                           f"bank_size={self.bank_size})")
-        if self.size[0] < 2 * self.block or self.size[1] < 2 * self.block:
-            raise VadError(f"motion: size {self.size} is smaller than one 2x2-block cell")
+from vad.types import Calibration, Clip, Frame, ScoreResult
 
 
 @dataclass
@@ -77,7 +48,7 @@ class CellFeatures:
     moving_fraction: np.ndarray  # (N, h, w)
     block_speed: np.ndarray  # (N, H/block, W/block) mean speed of moving pixels, 0 if none
 
-    def joint(self, config: MotionConfig) -> np.ndarray:
+    def joint(self, config: MotionParams) -> np.ndarray:
         """The motion-aware vector the memory bank holds: (N, h, w, M + 2 [+ A])."""
         n, h, w = self.moving_fraction.shape
         rows, cols = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
@@ -120,7 +91,7 @@ def _gradient_histogram(image: np.ndarray, bins: int, block: int) -> np.ndarray:
     return hist / (np.linalg.norm(hist, axis=-1, keepdims=True) + 1.0)
 
 
-def frame_features(frame: np.ndarray, flow: np.ndarray, config: MotionConfig,
+def frame_features(frame: np.ndarray, flow: np.ndarray, config: MotionParams,
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Appearance, motion, moving fraction and block speed of one frame and its flow."""
     block = config.block
@@ -177,10 +148,11 @@ def _whitener(centred: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
 
 @register_scorer("motion")
 class MotionScorer(Scorer):
-    Config = MotionConfig
+    Config = MotionParams
+    learning_type = LearningType.ONE_CLASS
 
-    def __init__(self, config: MotionConfig | None = None):
-        super().__init__(config)
+    def __init__(self, config: MotionParams | None = None, device: str = "auto"):
+        super().__init__(config, device)
         self.flow = DenseFlow(self.config.flow)
         self.bank = np.zeros((0, 0), np.float32)
         self.distance_scale = np.float32(1.0)
@@ -191,6 +163,13 @@ class MotionScorer(Scorer):
     @property
     def input_spec(self) -> InputSpec:
         return InputSpec(size=self.config.size, grayscale=True, context=1)
+
+    def bank_width(self) -> int:
+        """Length of a memory-bank vector: flow histogram, masked-frame gradients, position
+        and, when weighted in, the appearance branch."""
+        cfg = self.config
+        width = cfg.orientations * (len(cfg.speed_edges) + 1) + cfg.gradient_bins + 2
+        return width + (cfg.gradient_bins if cfg.appearance_weight > 0 else 0)
 
     @property
     def fitted(self) -> bool:
@@ -261,9 +240,8 @@ class MotionScorer(Scorer):
             for clip in iter_clips(self, frames):
                 yield self._clip_features(clip)
 
-    def fit(self, sources: Sequence[Source], progress: bool = True) -> None:
-        if not sources:
-            raise VadError("motion: fit needs at least one normal video")
+    def fit(self, training: TrainingSet, progress: bool = True) -> None:
+        sources = training.normal_sources()
         cfg = self.config
         chunks = list(self._iter_features(sources, progress))
         cells = CellFeatures(*(np.concatenate(parts) for parts in zip(*(
@@ -323,12 +301,15 @@ class MotionScorer(Scorer):
                 **{f"consistency.{k}": v for k, v in self.consistency.tensors.items()}}
 
     def load_tensors(self, tensors: dict[str, np.ndarray]) -> None:
-        missing = {"bank", "distance_scale", "normal_speed"} - set(tensors)
-        if missing:
-            raise VadError(f"motion: checkpoint lacks tensors {sorted(missing)}")
-        self.bank = tensors["bank"]
-        self.distance_scale = np.float32(tensors["distance_scale"][0])
-        self.normal_speed = tensors["normal_speed"]
+        grid = (self.config.size[0] // self.config.block, self.config.size[1] // self.config.block)
+        width = self.bank_width()
+        self.bank = checked_tensor(tensors, "bank", (None, width))
+        if len(self.bank) <= self.config.k:
+            raise VadError(f"tensor 'bank' holds {len(self.bank)} cells, k is {self.config.k}")
+        self.distance_scale = np.float32(checked_tensor(tensors, "distance_scale", (1,))[0])
+        if self.distance_scale <= 0:
+            raise VadError("tensor 'distance_scale' must be positive")
+        self.normal_speed = checked_tensor(tensors, "normal_speed", grid)
         self.consistency = _Consistency({k.split(".", 1)[1]: v for k, v in tensors.items()
                                          if k.startswith("consistency.")})
 

@@ -6,15 +6,12 @@ Used by the reasoning stage and the alerts through `MotionScorer.describe(frames
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from models.flow import moving_mask
-
-if TYPE_CHECKING:
-    from models.motion import MotionConfig
+from vad.config.scorers import MotionParams
 
 # Image-space compass: 0 degrees = rightwards, 90 = downwards (image rows grow downwards).
 DIRECTIONS = ("left to right", "down and to the right", "downwards", "down and to the left",
@@ -35,7 +32,6 @@ class MotionDescription:
     speed: float  # pixels per frame
     box: tuple[int, int, int, int]  # x, y, width, height of the blob at the peak frame
     area_fraction: float  # blob area / frame area
-    peak_offset: int  # frame of the range (0-based) where the blob is most unusual
     frames: int  # frames of the range in which it is unusual
 
     @property
@@ -76,7 +72,7 @@ def _blob(moving: np.ndarray, window: tuple[slice, slice]) -> np.ndarray:
 
 
 def describe_motion(flows: np.ndarray, cell_scores: np.ndarray, normal_speed: np.ndarray,
-                    config: MotionConfig) -> MotionDescription | None:
+                    config: MotionParams) -> MotionDescription | None:
     """Describe the most unusual moving blob.
 
     flows: (T, H, W, 2) optical flow; cell_scores: (T, h, w) anomaly of each 2x2-block cell
@@ -97,7 +93,7 @@ def describe_motion(flows: np.ndarray, cell_scores: np.ndarray, normal_speed: np
         region=region_name(x + w / 2, y + h / 2, width, height), direction=direction_name(dx, dy),
         speed_ratio=float(np.median([seen.ratio for seen in observations])),
         speed=float(np.median([seen.speed for seen in observations])), box=peak.box,
-        area_fraction=peak.area_fraction, peak_offset=peak.offset + 1, frames=len(observations))
+        area_fraction=peak.area_fraction, frames=len(observations))
 
 
 @dataclass(frozen=True)
@@ -111,7 +107,7 @@ class _Observation:
 
 
 def _observe(flow: np.ndarray, cells: np.ndarray, normal_speed: np.ndarray,
-             config: MotionConfig, offset: int) -> _Observation | None:
+             config: MotionParams, offset: int) -> _Observation | None:
     """The blob under the most unusual cell of one frame, or None when it does not move."""
     block = config.block
     row, col = np.unravel_index(np.argmax(cells), cells.shape)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from reasoning.atoms import rule_phrases
 from reasoning.llm import LLM
 from reasoning.rules import Rules, format_rules
+from vad.config.reasoning import DeductionConfig, EmbedDeductionConfig, LLMDeductionConfig
 from vad.errors import VadError
 from vad.registry import Registry
 
@@ -59,10 +60,21 @@ DEDUCERS: Registry[Deducer] = Registry("deducer")
 DEFAULT_DEDUCER = "fast"
 
 
-def build_deducer(name: str, rules: Rules, **params) -> Deducer:
-    """A registered deducer: `keyword`, `fast` (reasoning/matching.py), `embed`, `llm`."""
+def build_deducer(config: DeductionConfig | str, rules: Rules, llm: LLM | None = None,
+                  **params) -> Deducer:
+    """The deducer of a `reasoning.deduction` section, or a registered one by name with its
+    own defaults: `keyword`, `fast` (reasoning/matching.py), `embed`, `llm`; `params` go to
+    its constructor."""
     import reasoning.matching  # noqa: F401  (registers keyword and fast)
 
+    name = config if isinstance(config, str) else config.kind
+    if not isinstance(config, str):
+        params["config"] = config
+    if name == "llm":
+        if llm is None:
+            raise VadError("llm deduction needs an LLM (reasoning.llm / --llm: "
+                           "transformers:DIR or openai:URL)")
+        params["llm"] = llm
     return DEDUCERS.create(name, rules=rules, **params)
 
 
@@ -112,13 +124,12 @@ class EmbedDeducer(Deducer):
 
     margin_scale = 0.05
 
-    def __init__(self, rules: Rules, embedding_model: str | None = None,
-                 verdict_margin: float = 0.1):
+    def __init__(self, rules: Rules, config: EmbedDeductionConfig = EmbedDeductionConfig()):
         super().__init__(rules)
-        self.verdict_margin = verdict_margin
+        self.verdict_margin = config.verdict_margin
         from reasoning.embedding import SentenceEncoder
 
-        self.encoder = SentenceEncoder(embedding_model)
+        self.encoder = SentenceEncoder(config.embedding_model)
         self.anomaly = _AtomIndex(rules.anomaly, self.encoder)
         self.normal = _AtomIndex(rules.normal, self.encoder)
 
@@ -221,11 +232,11 @@ def _field(answer: str, name: str) -> str:
 
 @DEDUCERS.register("llm")
 class LLMDeducer(Deducer):
-    def __init__(self, rules: Rules, llm: LLM, retries: int = 2, max_new_tokens: int = 96):
+    def __init__(self, rules: Rules, llm: LLM, config: LLMDeductionConfig = LLMDeductionConfig()):
         super().__init__(rules)
         self.llm = llm
-        self.retries = retries
-        self.max_new_tokens = max_new_tokens
+        self.retries = config.retries
+        self.max_new_tokens = config.max_new_tokens
         self._rules_text = format_rules(rules)
 
     def judge_one(self, description: str) -> Judgement:

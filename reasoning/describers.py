@@ -10,18 +10,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from reasoning.descriptions import descriptions_for, read_descriptions
 from vad.registry import Registry
 from reasoning.yolox import Detection, YoloxDetector
+from vad.config.reasoning import (DescribedMotion, DescriberConfig, DetectorDescriberConfig,
+                                   FilesDescriberConfig, VLMDescriberConfig)
 from vad.errors import VadError
 from vad.types import Frame
 
-QUESTION = ("How many people are in the image and what is each of them doing? "
-            "What are in the image other than people?")
 
 
 class Describer(ABC):
@@ -34,17 +33,18 @@ class Describer(ABC):
 DESCRIBERS: Registry[Describer] = Registry("describer")
 
 
-def build_describer(name: str, **params) -> Describer:
-    return DESCRIBERS.create(name, **{k: v for k, v in params.items() if v is not None})
+def build_describer(config: DescriberConfig, device: str = "cpu") -> Describer:
+    """The describer of a `reasoning.describer` section; `device` for model-based ones."""
+    return DESCRIBERS.get(config.kind)(config, device)
 
 
 @DESCRIBERS.register("files")
 class FileDescriber(Describer):
     """Line `frame.index` of `<directory>/<prefix>_<camera_id>.txt` (or `<camera_id>.txt`)."""
 
-    def __init__(self, directory: str | Path):
-        self.files = read_descriptions(directory)
-        self.directory = directory
+    def __init__(self, config: FilesDescriberConfig, device: str = "cpu"):
+        self.files = read_descriptions(config.directory)
+        self.directory = config.directory
         self._cameras: dict[str, list[str]] = {}
 
     def _lines(self, camera: str) -> list[str]:
@@ -68,22 +68,6 @@ ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "
             "ninth", "tenth", "eleventh", "twelfth")
 
 
-@dataclass(frozen=True)
-class MotionConfig:
-    # Typical walking speed in body heights per second (Ped2 training videos: median 0.30;
-    # `vad reason describe --calibrate` measures it on normal footage).
-    normal_speed: float = 0.30
-    still_below: float = 0.25  # x normal speed
-    fast_above: float = 2.0
-    very_fast_above: float = 3.5
-    # Matching: a nearest neighbour farther than this speed allows is a new object.
-    max_speed: float = 6.0  # body heights per second
-    max_gap_s: float = 2.0  # frames farther apart in time start fresh tracks
-    # Speed = displacement over up to this many past steps / elapsed time: a longer
-    # baseline averages out the box jitter of small, distant people.
-    speed_frames: int = 5
-
-
 @dataclass
 class _Track:
     label: str
@@ -101,7 +85,7 @@ def _region(center: tuple[float, float], shape: tuple[int, int]) -> str:
     return f"{'in' if column == 'center' else 'on'} the {row}{column}"
 
 
-def _motion(ratio: float | None, label: str, config: MotionConfig) -> str:
+def _motion(ratio: float | None, label: str, config: DescribedMotion) -> str:
     if ratio is None:  # first sighting: no motion known yet
         return ""
     if ratio < config.still_below:
@@ -118,10 +102,10 @@ class DetectorDescriber(Describer):
     """YOLOX-nano detections, matched frame to frame by nearest centre of the same class;
     each object's speed is in body heights per second relative to normal walking."""
 
-    def __init__(self, model_path: str | Path | None = None, score_threshold: float = 0.3,
-                 motion: MotionConfig = MotionConfig()):
-        self.detector = YoloxDetector(model_path, score_threshold)
-        self.motion = motion
+    def __init__(self, config: DetectorDescriberConfig = DetectorDescriberConfig(),
+                 device: str = "cpu"):
+        self.detector = YoloxDetector(config.model_path, config.score_threshold)
+        self.motion = config.motion
         self._tracks: dict[str, list[_Track]] = {}
         self._last_time: dict[str, float] = {}
 
@@ -191,19 +175,19 @@ class DetectorDescriber(Describer):
 
 @DESCRIBERS.register("vlm")
 class VLMDescriber(Describer):
-    """A Hugging Face image-text-to-text model (id or local directory) asked `QUESTION`."""
+    """A Hugging Face image-text-to-text model (id or local directory) asked the configured question."""
 
-    def __init__(self, model: str | Path, question: str = QUESTION, max_new_tokens: int = 96,
-                 device: str = "cpu"):
+    def __init__(self, config: VLMDescriberConfig, device: str = "cpu"):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         try:
-            self.processor = AutoProcessor.from_pretrained(model)
-            self.model = AutoModelForImageTextToText.from_pretrained(model).to(device).eval()
+            self.processor = AutoProcessor.from_pretrained(config.model)
+            self.model = AutoModelForImageTextToText.from_pretrained(config.model).to(
+                device).eval()
         except (OSError, ValueError) as exc:
-            raise VadError(f"{model}: cannot load a vision-language model ({exc})") from None
-        self.question = question
-        self.max_new_tokens = max_new_tokens
+            raise VadError(f"{config.model}: cannot load a vision-language model ({exc})") from None
+        self.question = config.question
+        self.max_new_tokens = config.max_new_tokens
         self.device = device
 
     def describe(self, frames: Sequence[Frame]) -> list[str]:

@@ -16,10 +16,11 @@ import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from vad.registry import Registry
+from vad.config import validated
+from vad.config.reasoning import LLMConfig
 from vad.errors import VadError
 
 log = logging.getLogger(__name__)
@@ -55,19 +56,18 @@ def first_token_logprobs(candidates: dict[str, float], options: Sequence[str]
 LLMS: Registry[LLM] = Registry("LLM backend")
 
 
-def build_llm(spec: str) -> LLM:
-    name, sep, target = spec.partition(":")
-    if not sep or not target:
-        raise VadError(f"LLM {spec!r}: expected NAME:TARGET, e.g. transformers:/models/smollm2 "
-                       "or openai:http://127.0.0.1:8000/v1#model")
-    return LLMS.create(name, target=target)
+def build_llm(config: LLMConfig | str, device: str = "cpu") -> LLM:
+    """The backend of a `reasoning.llm` section (or of its spec string)."""
+    if isinstance(config, str):
+        config = validated(LLMConfig, {"spec": config}, "LLM")
+    name, _, target = config.spec.partition(":")
+    return LLMS.get(name)(target, config, device)
 
 
-def _gguf_cache_dir(gguf: Path) -> Path:
+def _gguf_cache_dir(gguf: Path, root: str) -> Path:
     stat = gguf.stat()
     digest = hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    root = Path(os.environ.get("VAD_CACHE", Path.home() / ".cache" / "vad"))
-    return root / "gguf" / f"{gguf.stem}-{digest.hexdigest()[:12]}"
+    return Path(root).expanduser() / f"{gguf.stem}-{digest.hexdigest()[:12]}"
 
 
 def _find_gguf(path: Path) -> Path | None:
@@ -91,7 +91,7 @@ class TransformersLLM(LLM):
     """A causal LM from a local directory. GGUF weights are de-quantized once and cached
     as a regular checkpoint (the first conversion is slow, later loads are fast)."""
 
-    def __init__(self, target: str | Path, device: str = "cpu"):
+    def __init__(self, target: str | Path, config: LLMConfig, device: str = "cpu"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(target)
@@ -99,7 +99,7 @@ class TransformersLLM(LLM):
             raise VadError(f"{path}: no such model directory or .gguf file")
         gguf = _find_gguf(path)
         if gguf is not None:
-            path = self._converted(gguf)
+            path = self._converted(gguf, config.gguf_cache)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
@@ -111,8 +111,8 @@ class TransformersLLM(LLM):
         self.min_shared_prefix = 16
 
     @staticmethod
-    def _converted(gguf: Path) -> Path:
-        cache = _gguf_cache_dir(gguf)
+    def _converted(gguf: Path, root: str) -> Path:
+        cache = _gguf_cache_dir(gguf, root)
         if (cache / "config.json").is_file():
             return cache
         from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
@@ -192,27 +192,18 @@ class TransformersLLM(LLM):
         return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
 
 
-@dataclass(frozen=True)
-class HTTPConfig:
-    timeout_s: float = 60.0
-    retries: int = 3
-    backoff_s: float = 1.0  # doubled after each failed attempt
-    temperature: float = 0.0
-
-
 @LLMS.register("openai")
 class OpenAICompatibleLLM(LLM):
     """`POST {base_url}/chat/completions`. Timeouts, connection errors, 429 and 5xx are
     retried with exponential backoff; other HTTP errors fail at once."""
 
-    def __init__(self, target: str, model: str | None = None, api_key: str | None = None,
-                 config: HTTPConfig = HTTPConfig()):
-        base_url, _, model_in_spec = target.partition("#")
+    def __init__(self, target: str, config: LLMConfig, device: str = "cpu"):
+        base_url, _, model = target.partition("#")
         if not base_url.startswith(("http://", "https://")):
             raise VadError(f"{target}: an OpenAI-compatible endpoint URL must start with http(s)://")
         self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model = model or model_in_spec or "default"
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
+        self.model = model or "default"
+        self.api_key = os.environ.get(config.api_key_env, "")
         self.config = config
 
     def _post(self, payload: dict) -> dict:

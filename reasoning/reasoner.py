@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from reasoning.deduction import DEFAULT_DEDUCER, Deducer, build_deducer, deducer_names
+from reasoning.deduction import DEFAULT_DEDUCER, Deducer, build_deducer
 from reasoning.describers import Describer, build_describer
 from reasoning.llm import build_llm
 from reasoning.rules import load_rules
@@ -62,25 +61,13 @@ class Reasoner:
         return Explanation(judgement.verdict, judgement.rule, judgement.reason, objects, motion)
 
 
-def deducer_name(config: ReasoningConfig) -> str:
-    """The configured deducer; `DEFAULT_DEDUCER` (fast) when the config does not name one
-    (the config's own default, "embed", predates the fast deducer)."""
-    return config.deduction if "deduction" in config.model_fields_set else DEFAULT_DEDUCER
-
-
-def build_reasoner(config: ReasoningConfig | dict[str, Any]) -> Reasoner:
-    if isinstance(config, dict):
-        config = ReasoningConfig.model_validate(config)
-    name = deducer_name(config)
-    if name not in deducer_names():
-        raise VadError(f"reasoning.deduction {name!r}: expected one of "
-                       f"{', '.join(deducer_names())}")
-    params = {}
-    if name == "llm":
-        if not config.llm:
-            raise VadError("reasoning.deduction llm needs reasoning.llm "
-                           "(transformers:DIR or openai:URL)")
-        params["llm"] = build_llm(config.llm)
-    deducer = build_deducer(name, load_rules(config.rules), **params)
-    describer = build_describer(config.describer, **config.describer_params)
-    return Reasoner(describer, deducer, config.keyframes)
+def build_reasoner(config: ReasoningConfig, device: str = "cpu") -> Reasoner | None:
+    """The reasoner of a `reasoning` section; None when it names no rules."""
+    if config.rules is None:
+        return None
+    llm = build_llm(config.llm, device) if config.llm else None
+    # the config tree's default deducer (embed) predates `fast`: a section that names no
+    # deducer gets DEFAULT_DEDUCER until the tree has a `fast` section
+    deduction = config.deduction if "deduction" in config.model_fields_set else DEFAULT_DEDUCER
+    deducer = build_deducer(deduction, load_rules(config.rules), llm)
+    return Reasoner(build_describer(config.describer, device), deducer, config.keyframes)

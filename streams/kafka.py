@@ -8,13 +8,11 @@ crash recovery take seconds (some brokers hold JoinGroup for half the session); 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from streams.messages import DEFAULT_MAX_MESSAGE_BYTES
+from vad.config.sections import KafkaConfig
 from vad.errors import VadError
 
 log = logging.getLogger(__name__)
@@ -23,30 +21,14 @@ log = logging.getLogger(__name__)
 _ENVELOPE_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True)
-class KafkaSettings:
-    bootstrap: str
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    session_timeout_ms: int = 6000
-    heartbeat_interval_ms: int = 1000
-    acks: int | str = "all"
-    linger_ms: int = 5
-    fetch_max_wait_ms: int = 100  # how long a fetch waits for data: bounds idle latency
-    client_id: str = "vad"
-
-    @property
-    def servers(self) -> list[str]:
-        return [server.strip() for server in self.bootstrap.split(",") if server.strip()]
-
-
-def make_producer(settings: KafkaSettings) -> KafkaProducer:
+def make_producer(settings: KafkaConfig) -> KafkaProducer:
     request_bytes = settings.max_message_bytes + _ENVELOPE_BYTES
     return _connect(KafkaProducer, settings, acks=settings.acks, linger_ms=settings.linger_ms,
                     batch_size=max(1_048_576, 2 * request_bytes), max_request_size=request_bytes,
                     retries=5)
 
 
-def make_consumer(settings: KafkaSettings, group: str, max_poll_records: int,
+def make_consumer(settings: KafkaConfig, group: str, max_poll_records: int,
                   offset_reset: str = "earliest") -> KafkaConsumer:
     """A group member that commits by hand (`enable_auto_commit=False`)."""
     return _connect(KafkaConsumer, settings, group_id=group, enable_auto_commit=False,
@@ -58,9 +40,9 @@ def make_consumer(settings: KafkaSettings, group: str, max_poll_records: int,
                                                   settings.max_message_bytes + _ENVELOPE_BYTES))
 
 
-def _connect(client: type, settings: KafkaSettings, **options: object):
+def _connect(client: type, settings: KafkaConfig, **options: object):
     try:
-        return client(bootstrap_servers=settings.servers, client_id=settings.client_id, **options)
+        return client(bootstrap_servers=settings.servers(), client_id=settings.client_id, **options)
     except KafkaError as exc:
         raise VadError(f"{settings.bootstrap}: cannot reach Kafka ({exc})") from None
 

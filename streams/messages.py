@@ -12,14 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vad.config.sections import KafkaConfig, PublishConfig
 from vad.errors import VadError
 from vad.evidence import decode_image, encode_jpeg
 from vad.types import Frame
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({SCHEMA_VERSION})
-DEFAULT_MAX_MESSAGE_BYTES = 1_000_000  # under Kafka's default message.max.bytes (1 MiB + 12 B)
-DEFAULT_JPEG_QUALITY = 90
+# The config's defaults (`publish.jpeg_quality`, `kafka.max_message_bytes`).
+DEFAULT_JPEG_QUALITY = PublishConfig.model_fields["jpeg_quality"].default
+DEFAULT_MAX_MESSAGE_BYTES = KafkaConfig.model_fields["max_message_bytes"].default
 
 H_SCHEMA, H_KIND, H_CAMERA, H_FRAME, H_TIMESTAMP = (
     "vad.schema", "vad.kind", "vad.camera", "vad.frame", "vad.timestamp")

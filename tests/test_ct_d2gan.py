@@ -5,7 +5,6 @@ from conftest import moving_square, write_video
 
 from models import get_scorer, load_scorer
 from models.ct_d2gan import (
-    CTD2GANConfig,
     CTD2GANScorer,
     Generator,
     ImageDiscriminator,
@@ -14,8 +13,10 @@ from models.ct_d2gan import (
 from models.ct_d2gan_train import GanParts, sample_batch, train_step
 from streams.sources import open_source
 from vad.errors import VadError
-from vad.scoring import score_source
-from vad.types import Clip
+from models.scoring import iter_scores, score_source
+from vad.config.scorers import CTD2GANParams
+from vad.data.training import TrainingSet
+from vad.types import Clip, Frame
 
 TINY = {"size": (32, 48), "frames": 3, "width": 4, "heads": 2, "disc_width": 4,
         "batch_size": 4, "checkpoint_every": 2}
@@ -44,15 +45,15 @@ def normal_video(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(normal_video, tmp_path_factory):
-    scorer = get_scorer("ct-d2gan", **TINY, iterations=120, lr_generator=2e-3)
+    scorer = get_scorer("ct-d2gan", dict(TINY, iterations=120, lr_generator=2e-3))
     scorer.work_dir = tmp_path_factory.mktemp("ctd-work")
-    scorer.fit([normal_video], progress=False)
+    scorer.fit(TrainingSet.from_sources([normal_video]), progress=False)
     return scorer
 
 
 @pytest.mark.parametrize("grayscale", [True, False])
 def test_network_output_shapes(grayscale):
-    config = CTD2GANConfig(**TINY, grayscale=grayscale)
+    config = CTD2GANParams(**TINY, grayscale=grayscale)
     c = config.channels
     past = torch.rand(2, config.frames, c, *SIZE)
     prediction = Generator(config)(past)
@@ -63,7 +64,7 @@ def test_network_output_shapes(grayscale):
 
 
 def test_score_gives_one_score_and_heatmap_per_target_frame():
-    scorer = CTD2GANScorer(CTD2GANConfig(**TINY))
+    scorer = CTD2GANScorer(CTD2GANParams(**TINY))
     result = scorer.score(clip_of(toy_frames(10), context=3))
     assert list(result.indices) == list(range(3, 10))
     assert result.scores.shape == (7,) and np.isfinite(result.scores).all()
@@ -76,14 +77,14 @@ def test_score_gives_one_score_and_heatmap_per_target_frame():
 
 def test_invalid_config_is_a_one_line_error():
     with pytest.raises(VadError, match="multiples of 8"):
-        get_scorer("ct-d2gan", size=(30, 48))
+        get_scorer("ct-d2gan", {"size": (30, 48)})
     with pytest.raises(VadError, match="heads"):
-        get_scorer("ct-d2gan", width=4, heads=3)
+        get_scorer("ct-d2gan", {"width": 4, "heads": 3})
 
 
 def test_training_steps_reduce_the_prediction_loss():
     torch.manual_seed(0)
-    scorer = CTD2GANScorer(CTD2GANConfig(**TINY, lr_generator=2e-3))
+    scorer = CTD2GANScorer(CTD2GANParams(**TINY, lr_generator=2e-3))
     parts = GanParts.create(scorer)
     frames = toy_frames(24)[:, None]
     batch = torch.from_numpy(sample_batch([frames], scorer.config, iteration=0))
@@ -94,8 +95,8 @@ def test_training_steps_reduce_the_prediction_loss():
 def test_save_load_round_trip_gives_identical_scores(trained, normal_video, tmp_path):
     loaded = load_scorer(trained.save(tmp_path / "ckpt"))
     assert loaded.config == trained.config and loaded.calibration == trained.calibration
-    before = score_source(trained, normal_video)
-    after = score_source(loaded, normal_video)
+    before = score_source(trained, normal_video, 8)
+    after = score_source(loaded, normal_video, 8)
     np.testing.assert_array_equal(before.scores, after.scores)
 
 
@@ -106,26 +107,26 @@ def test_fit_calibrates_and_checkpoints_into_work_dir(trained):
 
 
 def test_resumed_training_matches_an_uninterrupted_run(normal_video, tmp_path):
-    whole = get_scorer("ct-d2gan", **TINY, iterations=4)
-    whole.fit([normal_video], progress=False)
-    halves = get_scorer("ct-d2gan", **TINY, iterations=2)
+    whole = get_scorer("ct-d2gan", dict(TINY, iterations=4))
+    whole.fit(TrainingSet.from_sources([normal_video]), progress=False)
+    halves = get_scorer("ct-d2gan", dict(TINY, iterations=2))
     halves.work_dir = tmp_path
-    halves.fit([normal_video], progress=False)
-    resumed = get_scorer("ct-d2gan", **TINY, iterations=4)
+    halves.fit(TrainingSet.from_sources([normal_video]), progress=False)
+    resumed = get_scorer("ct-d2gan", dict(TINY, iterations=4))
     resumed.work_dir = tmp_path
-    resumed.fit([normal_video], progress=False)
+    resumed.fit(TrainingSet.from_sources([normal_video]), progress=False)
     for name, value in whole.tensors().items():
         np.testing.assert_array_equal(resumed.tensors()[name], value, err_msg=name)
 
 
 def test_resume_refuses_a_different_architecture(normal_video, tmp_path):
-    first = get_scorer("ct-d2gan", **TINY, iterations=2)
+    first = get_scorer("ct-d2gan", dict(TINY, iterations=2))
     first.work_dir = tmp_path
-    first.fit([normal_video], progress=False)
-    other = get_scorer("ct-d2gan", **(TINY | {"width": 8}), iterations=4)
+    first.fit(TrainingSet.from_sources([normal_video]), progress=False)
+    other = get_scorer("ct-d2gan", TINY | {"width": 8, "iterations": 4})
     other.work_dir = tmp_path
     with pytest.raises(VadError, match="other width"):
-        other.fit([normal_video], progress=False)
+        other.fit(TrainingSet.from_sources([normal_video]), progress=False)
 
 
 def test_an_unexpected_object_scores_higher_than_normal_motion(trained):
@@ -137,12 +138,33 @@ def test_an_unexpected_object_scores_higher_than_normal_motion(trained):
 
 
 def test_shared_frame_encoding_predicts_like_the_plain_forward_pass():
-    scorer = CTD2GANScorer(CTD2GANConfig(**TINY, inference_batch=2))
+    scorer = CTD2GANScorer(CTD2GANParams(**TINY, inference_batch=2))
     frames = scorer.to_tensor(toy_frames(9).astype(np.float32) / 255.0)
     windows = frames.unfold(0, 3, 1)[:-1].permute(0, 4, 1, 2, 3)
     with torch.no_grad():
         expected = scorer.generator(windows)
-    torch.testing.assert_close(scorer.predict(frames), expected, rtol=1e-4, atol=1e-5)
+    encoded = scorer.generator.encode(frames[:-1])
+    torch.testing.assert_close(scorer.decode_windows(encoded), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_session_encodes_each_frame_once_and_scores_like_whole_clips(trained):
+    frames = [Frame("toy", i, i / 10, image) for i, image in enumerate(toy_frames(30))]
+    encoded = []
+    original = trained.generator.encode
+
+    def counting(batch):
+        encoded.append(len(batch))
+        return original(batch)
+
+    trained.generator.encode = counting
+    try:
+        session = list(iter_scores(trained.session("toy", 4), frames))
+    finally:
+        del trained.generator.encode
+    whole = trained.score(clip_of(toy_frames(30), trained.config.frames))
+    np.testing.assert_allclose(np.concatenate([r.scores for r in session]), whole.scores,
+                               rtol=1e-5, atol=1e-5)
+    assert sum(encoded) == 30 - 1  # every frame but the last (a target only) encoded once
 
 
 @pytest.mark.slow
@@ -157,3 +179,27 @@ def test_committed_ped2_checkpoint_reaches_its_documented_auc(ped2_dir, tmp_path
                  "--out", str(out), "--no-progress"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert float(last.removeprefix("micro_auc=")) >= DOCUMENTED_PED2_AUC - 0.005
+
+
+def test_training_keeps_a_loss_log_that_a_resumed_run_continues(normal_video, tmp_path):
+    import json
+
+    first = get_scorer("ct-d2gan", dict(TINY, iterations=3, checkpoint_every=2))
+    first.work_dir = tmp_path
+    first.fit(TrainingSet.from_sources([normal_video]), progress=False)
+    log = tmp_path / "losses.jsonl"
+    assert [json.loads(line)["iteration"] for line in log.read_text().splitlines()] == [1, 2, 3]
+    second = get_scorer("ct-d2gan", dict(TINY, iterations=5, checkpoint_every=2))
+    second.work_dir = tmp_path
+    second.fit(TrainingSet.from_sources([normal_video]), progress=False)
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["iteration"] for e in entries] == [1, 2, 3, 4, 5]
+    assert all(np.isfinite(e["int"]) and e["int"] >= 0 for e in entries)
+
+
+def test_a_config_may_change_what_a_checkpoint_does_not_fix(trained, tmp_path):
+    saved = trained.save(tmp_path / "ckpt")
+    faster = load_scorer(saved, CTD2GANParams(**TINY, inference_batch=1))
+    assert faster.config.inference_batch == 1 and faster.config.width == TINY["width"]
+    with pytest.raises(VadError, match="params.width=8 differs from the checkpoint's 4"):
+        load_scorer(saved, CTD2GANParams(**(TINY | {"width": 8})))

@@ -17,9 +17,11 @@ from dashboard.evidence import evidence_image
 from dashboard.feed import MalformedAlert, feed_row
 from dashboard.screenshot import click_button, headless_chromium, page_url, serve, wait_for_text
 from dashboard.settings import DashboardSettings
+from vad.commands.common import config_from_args
+from vad.config import VadConfig, load_config
 from vad.errors import VadError
 from vad.stores import AlertQuery, AlertStore, open_store
-from vad.types import Alert
+from vad.types import Alert, CameraStatus, Gap
 from streams.local_servers import free_port
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -126,10 +128,15 @@ def test_feed_row_rejects_malformed_records():
 
 
 def test_settings_round_trip_through_the_environment():
-    settings = DashboardSettings(store="redis://h:1/0", threshold=2.5, refresh=1.0, feed_rows=7)
-    assert DashboardSettings.from_env(settings.to_env()) == settings
-    with pytest.raises(VadError, match="VAD_DASHBOARD_THRESHOLD"):
-        DashboardSettings.from_env({"VAD_DASHBOARD_THRESHOLD": "high"})
+    config = load_config(None, ["store.url=redis://:pw@h:1/0", "dashboard.threshold=2.5",
+                                "dashboard.refresh=1", "dashboard.feed_rows=7"])
+    settings = DashboardSettings.from_env(DashboardSettings.to_env(config))
+    assert settings == DashboardSettings(config.store, 2.5, 1.0, 7)
+    assert settings.store_label == "redis://:***@h:1/0"
+    with pytest.raises(VadError, match="VAD_DASHBOARD_CONFIG: dashboard.refresh"):
+        DashboardSettings.from_env({"VAD_DASHBOARD_CONFIG": '{"dashboard": {"refresh": -1}}'})
+    with pytest.raises(VadError, match="not the JSON of a config"):
+        DashboardSettings.from_env({"VAD_DASHBOARD_CONFIG": "{"})
 
 
 # --- the Streamlit app (AppTest) -------------------------------------------------------------
@@ -139,7 +146,8 @@ def test_vad_dashboard_serves_streamlit_headless_on_loopback():
     from vad.commands.dashboard import streamlit_command
 
     args = build_parser().parse_args(["dashboard", "--store", "redis://h:6379/0", "--port", "8600"])
-    command = streamlit_command(args)
+    config = config_from_args(args)
+    command = streamlit_command("dashboard/app.py", config.dashboard.host, config.dashboard.port)
     assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("dashboard/app.py")
     options = dict(zip(command[5::2], command[6::2]))
     assert options["--server.address"] == "127.0.0.1" and options["--server.port"] == "8600"
@@ -150,18 +158,21 @@ def test_vad_dashboard_serves_streamlit_headless_on_loopback():
 
 def test_vad_dashboard_settings_come_from_options_then_config(tmp_path):
     from vad.cli import build_parser
-    from vad.commands.dashboard import settings_from_args
+    def settings_from_args(args):
+        return DashboardSettings.from_config(config_from_args(args))
 
     config = tmp_path / "site.yaml"
     config.write_text("store: redis://cctv:6379/1\n"
                       "events: {threshold: 4.0, release_threshold: 2.0}\n")
     parse = build_parser().parse_args
-    assert settings_from_args(parse(["dashboard"])) == DashboardSettings()
+    assert settings_from_args(parse(["dashboard"])) == DashboardSettings.from_config(VadConfig())
     from_config = settings_from_args(parse(["dashboard", "--config", str(config)]))
-    assert (from_config.store, from_config.threshold) == ("redis://cctv:6379/1", 4.0)
+    assert (from_config.store.url, from_config.threshold) == ("redis://cctv:6379/1", 4.0)
     overridden = settings_from_args(parse(["dashboard", "--config", str(config), "--store",
                                            "sqlite:///x.db", "--set", "events.threshold=3.5"]))
-    assert (overridden.store, overridden.threshold) == ("sqlite:///x.db", 3.5)
+    assert (overridden.store.url, overridden.threshold) == ("sqlite:///x.db", 3.5)
+    drawn = settings_from_args(parse(["dashboard", "--threshold", "5"]))
+    assert drawn.threshold == 5.0
 
 
 def run_app(monkeypatch, store_url: str, **query_params: str):
@@ -170,7 +181,8 @@ def run_app(monkeypatch, store_url: str, **query_params: str):
     import streamlit as st
 
     st.cache_resource.clear()  # a fresh server: no store connection kept from another test
-    monkeypatch.setenv("VAD_DASHBOARD_STORE", store_url)
+    for key, value in DashboardSettings.to_env(load_config(None, [f"store.url={store_url}"])).items():
+        monkeypatch.setenv(key, value)
     app = AppTest.from_file(str(APP), default_timeout=120)
     app.query_params.update(query_params)
     return app.run()
@@ -272,6 +284,28 @@ def test_camera_overview_counts_alerts(monkeypatch, sqlite_url):
     assert ("Alerts", "2") in metrics and ("Open (new)", "1") in metrics
     assert ("Last frame seen", "199") in metrics
     assert len(app.get("vega_lite_chart")) >= 3  # the detail timeline and one per camera
+
+
+def test_camera_tab_shows_each_live_cameras_status(monkeypatch, sqlite_url):
+    gap = Gap(last_frame=41, next_frame=60, start_time=1_700_000_100.0,
+              end_time=1_700_000_101.9)
+    with open_store(sqlite_url) as store:
+        store.set_camera_status(CameraStatus(
+            "cam-a", "online", since=1_700_000_101.9, updated_at=1_700_000_101.9,
+            source="rtsp://admin:***@10.0.0.7/stream1", last_error="cannot open (Connection "
+            "refused)", last_frame=60, reconnects=1, gap_count=1, total_gap_s=1.9, gaps=(gap,)))
+        store.set_camera_status(CameraStatus("gate", "offline", since=1_700_000_200.0,
+                                             updated_at=1_700_000_230.0,
+                                             down_since=1_700_000_170.0,
+                                             last_error="no answer within 10 s"))
+    app = run_app(monkeypatch, sqlite_url)
+    assert_no_exception(app)
+    shown = texts(app)
+    assert "rtsp://admin:***@10.0.0.7/stream1 · 1 reconnection(s) · 1 gap(s), 1.9 s in all · " \
+           "latest: 1.9 s" in shown
+    assert "Last error: cannot open (Connection refused)" in shown
+    assert ":green-badge[online]" in shown and ":red-badge[offline]" in shown
+    assert "Last error: no answer within 10 s" in shown  # a camera known by its status only
 
 
 def test_empty_store_says_so(monkeypatch, tmp_path):

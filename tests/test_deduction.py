@@ -195,7 +195,7 @@ def test_no_keyed_anomaly_rule_is_an_error():
 # ---------------------------------------------------------------- other scenes
 
 def _frame_auc(scene: str, name: str) -> float:
-    from vad.datasets import read_frame_labels
+    from vad.data.benchmarks import read_frame_labels
     from vad.metrics import frame_metrics
 
     from reasoning.rules import load_rules

@@ -6,7 +6,8 @@ import pytest
 
 from conftest import moving_square, write_video
 from vad.cli import main
-from vad.datasets import _parse_ucsd_gt, load_benchmark
+from vad.data.benchmarks import load_benchmark
+from vad.data.ucsd import parse_ucsd_gt
 from vad.errors import VadError
 from vad.evaluation import VideoScores, pixel_auc
 from vad.metrics import frame_metrics
@@ -43,9 +44,9 @@ def test_ucsd_ground_truth_parsing():
     text = """TestDataset = {};
 TestDataset{1}.gt_frame = [61:180];
 TestDataset{2}.gt_frame = [1:20, 40:50];"""
-    assert _parse_ucsd_gt(text) == [[(61, 180)], [(1, 20), (40, 50)]]
+    assert parse_ucsd_gt(text) == [[(61, 180)], [(1, 20), (40, 50)]]
     with pytest.raises(VadError):
-        _parse_ucsd_gt("nothing here")
+        parse_ucsd_gt("nothing here")
 
 
 def test_official_ucsd_layout(tmp_path):
@@ -109,3 +110,23 @@ def test_vad_eval_end_to_end_on_a_synthetic_benchmark(synthetic_benchmark, tmp_p
     assert float(lines[-1].split("=")[1]) == pytest.approx(report["micro_auc"], abs=1e-4)
     assert (out / "scores.png").stat().st_size > 10_000 and (out / "roc.png").is_file()
     assert (out / "checkpoints" / "frame-diff" / "model.safetensors").is_file()
+
+
+def test_checkpoints_carry_their_provenance_and_recorded_figures(synthetic_benchmark, tmp_path,
+                                                                 capsys):
+    checkpoint = tmp_path / "fd"
+    assert main(["fit", str(synthetic_benchmark / "train"), "--scorer", "frame-diff",
+                 "--out", str(checkpoint), "--param", "cell=4", "--no-progress"]) == 0
+    meta = json.loads((checkpoint / "config.json").read_text())
+    provenance = meta["provenance"]
+    assert provenance["command"].startswith("vad fit ") and "--param cell=4" in provenance["command"]
+    assert provenance["training_data"]["videos"] == ["00", "01"]
+    assert provenance["commit"] is None or len(provenance["commit"].split("-")[0]) == 40
+    assert meta["config"]["cell"] == 4 and meta["learning_type"] == "one-class"
+    assert main(["eval", str(synthetic_benchmark), "--checkpoint", str(checkpoint), "--out",
+                 str(tmp_path / "report"), "--record", "--no-progress"]) == 0
+    micro = float(capsys.readouterr().out.strip().splitlines()[-1].split("=")[1])
+    figures = json.loads((checkpoint / "config.json").read_text())["provenance"]["figures"]
+    (recorded,) = figures.values()
+    assert recorded["micro_auc"] == pytest.approx(micro, abs=1e-4)
+    assert recorded["command"].startswith("vad eval ")

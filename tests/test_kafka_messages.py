@@ -8,7 +8,9 @@ from kafka import TopicPartition
 from streams.messages import (H_CAMERA, H_FRAME, H_KIND, H_SCHEMA, H_TIMESTAMP, SCHEMA_VERSION,
                               EndOfStream, MessageError, decode_message, encode_end,
                               encode_frame)
-from streams.publisher import PublishOptions, _scheduled
+from streams.publisher import _scheduled
+from vad.config import validated
+from vad.config.sections import PublishConfig
 from vad.commands.publish import camera_ids
 from vad.errors import VadError
 from vad.serve import OffsetTracker
@@ -125,7 +127,7 @@ class Clip:
 
 def test_schedule_follows_the_source_clock_or_a_rate_and_loops_with_rising_indices():
     def plan(**options):
-        frames = _scheduled(Clip(), PublishOptions(**options))
+        frames = _scheduled(Clip(), PublishConfig(**options))
         return [(frame.index, round(offset, 3)) for frame, offset in
                 (next(frames) for _ in range(6 if options.get("loop") else 3))]
 
@@ -135,12 +137,12 @@ def test_schedule_follows_the_source_clock_or_a_rate_and_loops_with_rising_indic
 
 
 def test_publish_options_and_camera_ids_are_checked():
-    with pytest.raises(VadError, match="positive"):
-        PublishOptions(fps=0)
+    with pytest.raises(VadError, match="fps: Input should be greater than 0"):
+        validated(PublishConfig, {"fps": 0}, "publish")
     with pytest.raises(VadError, match="exclude"):
-        PublishOptions(fps=5, max_rate=True)
-    with pytest.raises(VadError, match="at least 1"):
-        PublishOptions(limit=0)
+        validated(PublishConfig, {"fps": 5, "max_rate": True}, "publish")
+    with pytest.raises(VadError, match="limit: Input should be greater than or equal to 1"):
+        validated(PublishConfig, {"limit": 0}, "publish")
     assert camera_ids(["a,b", "c"], 3) == ["a", "b", "c"]
     assert camera_ids([], 2) == [None, None]
     with pytest.raises(VadError, match="2 camera ids for 3 sources"):

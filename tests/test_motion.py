@@ -8,8 +8,9 @@ from models import get_scorer, load_scorer
 from models.flow import DenseFlow, flow_masked_frame
 from models.motion_text import direction_name, region_name
 from streams.sources import VideoFileSource
+from models.scoring import score_source
+from vad.data.training import TrainingSet
 from vad.errors import VadError
-from vad.scoring import score_source
 from vad.types import Frame
 
 SIZE = (64, 96)
@@ -33,7 +34,7 @@ def scorer(tmp_path_factory):
                                           square_clip(24, 2, top, 4 + 6 * i)))
               for i, top in enumerate((8, 26, 44))]
     fitted = get_scorer("motion", **TINY)
-    fitted.fit(normal, progress=False)
+    fitted.fit(TrainingSet.from_sources(normal), progress=False)
     return fitted
 
 

@@ -2,12 +2,15 @@ import numpy as np
 import pytest
 
 from conftest import moving_square, write_video
-from vad.types import Explanation
+
+from streams.sources import open_source
 from vad.cli import main
 from vad.config import load_config
+from vad.errors import VadError
 from vad.evidence import decode_image
 from vad.pipeline import Pipeline
 from vad.stores import open_store
+from vad.types import Explanation
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +65,6 @@ def test_alerts_are_explained_by_the_reasoner(setup, tmp_path):
     reasoner = CountingReasoner()
     with open_store(f"sqlite:///{tmp_path}/a.db") as store:
         pipeline = Pipeline.from_config(_config(checkpoint), store, reasoner)
-        from streams.sources import open_source
 
         alerts = pipeline.process_all(open_source(test))
         pipeline.close()
@@ -80,19 +82,20 @@ def test_fusion_of_two_scorers_and_settled_frames(setup, tmp_path):
     config = load_config(None, [
         f"scorers=[{{name: frame-diff, checkpoint: '{checkpoint}', weight: 2}},"
         f" {{name: frame-diff, checkpoint: '{checkpoint}'}}]", "events.min_duration=3"])
-    from streams.sources import open_source
-
     with open_store(f"sqlite:///{tmp_path}/b.db") as store:
         pipeline = Pipeline.from_config(config, store)
-        settled = []
+        settled, alerts = [], []
         for frame in open_source(test):
-            pipeline.process(frame)
-            settled.append(pipeline.settled_frame("cam7"))
-        alerts = pipeline.finish()
-        # settled never moves back, and never past the start of the open event
-        assert settled == sorted(settled)
-        assert max(settled) < alerts[0].start_frame if alerts else True
-        assert len(store.query()) == 1
+            alerts += pipeline.process(frame)
+            settled.append((frame.index, pipeline.settled_frame("cam7")))
+        alerts += pipeline.finish()
+        assert len(alerts) == 1 and len(store.query()) == 1
+        (alert,) = alerts
+        values = [s for _, s in settled]
+        assert values == sorted(values)  # settled never moves back ...
+        while_open = [s for index, s in settled if alert.start_frame <= index <= alert.end_frame]
+        assert while_open and max(while_open) < alert.start_frame  # ... nor into an open event
+        assert values[-1] > alert.end_frame - 20  # and it moves on once the event closed
 
 
 def test_run_errors_are_one_line_without_traceback(tmp_path, capsys):
@@ -107,22 +110,12 @@ def test_run_errors_are_one_line_without_traceback(tmp_path, capsys):
 
 
 def test_scorer_descriptions_reach_the_alert_without_a_reasoner(setup, tmp_path):
-    from models import load_scorer
-    from models.frame_diff import FrameDiffScorer
-    from streams.sources import open_source
-    from vad.pipeline import ScorerSlot
-
-    class DescribingScorer(FrameDiffScorer):
-        def describe(self, frames):
-            return f"{len(frames)} frames from {frames[0].index} to {frames[-1].index}"
-
     root, test, checkpoint = setup
-    fitted = load_scorer(checkpoint)
-    scorer = DescribingScorer(fitted.config)
-    scorer.load_tensors(fitted.tensors())
-    scorer.calibration = fitted.calibration
     with open_store(f"sqlite:///{tmp_path}/c.db") as store:
-        pipeline = Pipeline([ScorerSlot("d", scorer, 1.0)], _config(checkpoint), store)
+        pipeline = Pipeline.from_config(_config(checkpoint), store)
+        (scorer,) = pipeline.scorers.scorers()
+        scorer.describe = lambda frames: (f"{len(frames)} frames from {frames[0].index} "
+                                          f"to {frames[-1].index}")
         (alert,) = pipeline.process_all(open_source(test))
         pipeline.close()
         stored = store.get(alert.id)
@@ -130,3 +123,87 @@ def test_scorer_descriptions_reach_the_alert_without_a_reasoner(setup, tmp_path)
     count, first, last = int(count), int(first), int(last)
     assert count >= 2 and stored.start_frame - 1 <= first < last <= stored.end_frame
     assert stored.rule == ""  # no reasoner configured
+
+
+class FailingReasoner:
+    def explain(self, event, frames):
+        raise RuntimeError("the describer model is gone")
+
+
+def test_an_explanation_failure_is_recorded_on_the_alert_and_counted(setup, tmp_path):
+    root, test, checkpoint = setup
+    with open_store(f"sqlite:///{tmp_path}/f.db") as store:
+        pipeline = Pipeline.from_config(_config(checkpoint), store, FailingReasoner())
+        (alert,) = pipeline.process_all(open_source(test))
+        pipeline.close()
+        stored = store.get(alert.id)
+    assert stored.explanation == "explanation failed: the describer model is gone"
+    assert pipeline.explanation_failures == 1 and stored.rule == ""
+
+
+def test_each_camera_runs_its_own_section(setup, tmp_path):
+    root, test, checkpoint = setup
+    config = _config(checkpoint, "cameras={quiet: {events: {threshold: 1000, "
+                                 "release_threshold: 1000}}}")
+    with open_store(f"sqlite:///{tmp_path}/cams.db") as store:
+        pipeline = Pipeline.from_config(config, store)
+        alerts = pipeline.process_all(open_source(test, "quiet"))
+        alerts += pipeline.process_all(open_source(test, "busy"))
+        pipeline.close()
+    assert [a.camera_id for a in alerts] == ["busy"]
+    with pytest.raises(VadError, match="not a checkpoint"):  # loaded at start, not later
+        Pipeline.from_config(_config(checkpoint, "cameras={bad: {scorers: "
+                                     f"[{{name: frame-diff, checkpoint: '{tmp_path}'}}]}}}}"),
+                             store)
+
+
+def test_boxes_and_labels_reach_the_alert(setup, tmp_path):
+    from dataclasses import replace
+
+    from vad.types import Box, Label
+
+    root, test, checkpoint = setup
+    with open_store(f"sqlite:///{tmp_path}/boxes.db") as store:
+        pipeline = Pipeline.from_config(_config(checkpoint), store)
+        (scorer,) = pipeline.scorers.scorers()
+        plain = scorer.score
+
+        def labelled(clip):
+            result = plain(clip)
+            n = len(result.scores)
+            return replace(result,
+                           boxes=tuple((Box(0.1, 0.2, 0.3, float(s) / 1e3 % 0.5 + 0.4),)
+                                       for s in result.indices),
+                           labels=tuple(Label("Speeding", 0.5 + 0.01 * (i % 7))
+                                        for i in range(n)))
+
+        scorer.score = labelled
+        (alert,) = pipeline.process_all(open_source(test))
+        pipeline.close()
+        stored = store.get(alert.id)
+    (box,) = stored.boxes
+    assert box.y1 == pytest.approx(stored.peak_frame / 1e3 % 0.5 + 0.4)  # the peak frame's box
+    assert stored.label == "Speeding" and stored.label_confidence == pytest.approx(0.56)
+
+
+def test_the_pipeline_and_the_online_protocol_fuse_alike(setup, tmp_path):
+    """One fusion implementation: `vad eval`'s online scores are the pipeline's, frame for
+    frame, for a camera's first video."""
+    from vad.data.benchmarks import TestVideo
+    from vad.evaluation import online_scores, score_benchmark
+    from vad.pipeline import ScorerCache
+
+    root, test, checkpoint = setup
+    config = _config(checkpoint, f"scorers=[{{name: frame-diff, checkpoint: '{checkpoint}', "
+                                 f"weight: 2}}, {{name: frame-diff, checkpoint: '{checkpoint}', "
+                                 "params: {cell: 8}}]")
+    with open_store(f"sqlite:///{tmp_path}/fuse.db") as store:
+        pipeline = Pipeline.from_config(config, store)
+        pipeline.process_all(open_source(test))
+        live = store.scores("cam7")
+    slots = ScorerCache("cpu").slots(config)
+    video = TestVideo("cam7", lambda: open_source(test), np.zeros(85, np.int64))
+    (offline,) = online_scores(score_benchmark(slots, [video], 8, progress=False), slots,
+                               config.postprocess)
+    np.testing.assert_allclose(offline[live.indices], live.scores, rtol=1e-9)
+    assert (offline[:live.indices[0]] == 0).all()  # frames no scorer could score: normal

@@ -1,12 +1,26 @@
 import numpy as np
 import pytest
 
-from models.base import Calibration
 from vad.config import EventConfig, load_config
 from vad.errors import VadError
-from vad.events import EventDetector, detect_events
+from vad.events import EventDetector
+from vad.types import Calibration
 from vad.postprocess import (CausalSmoother, RunningNormalizer, fuse, gaussian_smooth,
                              minmax_normalize)
+
+
+def run(stateful, values) -> np.ndarray:
+    """A causal stage fed value by value."""
+    return np.array([stateful(float(v)) for v in values])
+
+
+def detect_events(scores, config, camera_id="", timestamps=None):
+    """All events of a score series: the online detector run to its end."""
+    timestamps = np.arange(len(scores), dtype=float) if timestamps is None else timestamps
+    detector = EventDetector(config, camera_id)
+    events = [detector.update(i, float(t), float(s))
+              for i, (t, s) in enumerate(zip(timestamps, scores))]
+    return [e for e in events + [detector.finish()] if e is not None]
 
 
 def test_minmax_and_constant_video():
@@ -25,8 +39,8 @@ def test_gaussian_smooth_keeps_mass_and_spreads_a_spike():
 def test_running_normalizer_is_causal_and_starts_from_calibration():
     norm = RunningNormalizer(Calibration(mean=10.0, std=2.0), prior_weight=100, adapt_below=2.0)
     assert norm(14.0) == pytest.approx(2.0)
-    a = RunningNormalizer(Calibration(10.0, 2.0), 100, 2.0).normalize(np.array([9, 11, 30, 10.0]))
-    b = RunningNormalizer(Calibration(10.0, 2.0), 100, 2.0).normalize(np.array([9, 11, 30, 99.0]))
+    a = run(RunningNormalizer(Calibration(10.0, 2.0), 100, 2.0), [9, 11, 30, 10.0])
+    b = run(RunningNormalizer(Calibration(10.0, 2.0), 100, 2.0), [9, 11, 30, 99.0])
     np.testing.assert_array_equal(a[:3], b[:3])  # the future never changes the past
 
 
@@ -42,7 +56,7 @@ def test_running_normalizer_does_not_adapt_to_anomalies():
 
 def test_causal_smoother_weights_only_the_past():
     smoother = CausalSmoother(sigma=1.0)
-    out = smoother.smooth(np.array([0, 0, 1.0, 0, 0]))
+    out = run(smoother, [0, 0, 1.0, 0, 0])
     # at frame 2 only three frames exist: the kernel is renormalised over them
     assert out[:2].tolist() == [0, 0] and out[2] == pytest.approx(1 / smoother.kernel[:3].sum())
     assert 0 < out[3] < out[2]

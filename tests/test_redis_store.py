@@ -6,10 +6,16 @@ import time
 import pytest
 import redis as redis_client
 
+from vad.config import load_config
+from vad.config.sections import RedisStoreConfig, StoreConfig
 from vad.errors import VadError
 from vad.stores import AlertQuery, open_store
 from vad.stores.redis import StoreUnavailableError
-from vad.types import Alert
+from vad.types import Alert, CameraStatus, Gap
+
+
+def redis_store(url: str, **options):
+    return open_store(StoreConfig(url=url, redis=RedisStoreConfig(**options)))
 
 
 def make_alert(camera: str = "cam1", start: int = 10, peak: float = 5.0, **changes) -> Alert:
@@ -26,7 +32,10 @@ def store(request, tmp_path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'alerts.db'}"
     else:
-        url = f"{request.getfixturevalue('redis_server').url}?spool={tmp_path / 'spool.sqlite'}"
+        url = request.getfixturevalue("redis_server").url
+        with redis_store(url, spool=str(tmp_path / "spool.sqlite")) as opened:
+            yield opened
+        return
     with open_store(url) as opened:
         yield opened
 
@@ -68,6 +77,29 @@ def test_scores_overwrite_per_frame_and_cameras(store):
     assert store.cameras() == ["cam1", "cam2"]
 
 
+def test_camera_statuses_round_trip_and_list_the_camera(store):
+    gap = Gap(last_frame=41, next_frame=60, start_time=100.0, end_time=101.9)
+    store.set_camera_status(CameraStatus("gate", "reconnecting", since=90.0, updated_at=90.0,
+                                         source="rtsp://u:***@cam/1", down_since=90.0))
+    online = CameraStatus("gate", "online", since=101.9, updated_at=101.9,
+                          source="rtsp://u:***@cam/1", last_error="cannot open (Connection "
+                          "refused)", last_frame=60, reconnects=1, gap_count=1,
+                          total_gap_s=1.9, gaps=(gap,))
+    store.set_camera_status(online)  # replaces the camera's previous status
+    store.set_camera_status(CameraStatus("yard", "offline", since=5.0, updated_at=9.0))
+    assert store.camera_statuses() == {"gate": online,
+                                       "yard": CameraStatus("yard", "offline", 5.0, 9.0)}
+    assert store.cameras() == ["gate", "yard"]  # known by their status alone
+
+
+def test_alerts_filter_by_kind(store):
+    store.put(make_alert("gate", 10))
+    store.put(make_alert("gate", 20, kind="camera-offline", id="gate:offline:20"))
+    assert [a.id for a in store.query(AlertQuery(kind="camera-offline"))] == ["gate:offline:20"]
+    assert [a.id for a in store.query(AlertQuery(kind="anomaly"))] == ["gate:10"]
+    assert store.get("gate:offline:20").kind == "camera-offline"
+
+
 def test_unknown_status_and_alert_are_clear_errors(store):
     with pytest.raises(VadError, match="unknown alert status"):
         store.set_status("x:1", "done")
@@ -76,7 +108,7 @@ def test_unknown_status_and_alert_are_clear_errors(store):
 
 
 def test_stream_has_one_entry_per_alert_and_per_acknowledgement(redis_server, tmp_path):
-    with open_store(f"{redis_server.url}?prefix=t&spool={tmp_path / 's.sqlite'}") as store:
+    with redis_store(redis_server.url, prefix="t", spool=str(tmp_path / "s.sqlite")) as store:
         for _ in range(3):  # at-least-once redelivery
             store.put(make_alert())
         store.set_status("cam1:10", "acknowledged")
@@ -86,8 +118,8 @@ def test_stream_has_one_entry_per_alert_and_per_acknowledgement(redis_server, tm
 
 
 def test_outage_spools_to_disk_and_replays_in_order(redis_server, tmp_path):
-    url = f"{redis_server.url}?spool={tmp_path / 'spool.sqlite'}&retry_seconds=0.2"
-    store = open_store(url)
+    options = {"spool": str(tmp_path / "spool.sqlite"), "retry_seconds": 0.2}
+    store = redis_store(redis_server.url, **options)
     store.put(make_alert(start=1))
     redis_server.stop()
     store.put(make_alert(start=20))
@@ -99,7 +131,7 @@ def test_outage_spools_to_disk_and_replays_in_order(redis_server, tmp_path):
     store.close()  # the spool outlives the process that wrote it
 
     redis_server.start()
-    with open_store(url) as reopened:
+    with redis_store(redis_server.url, **options) as reopened:
         deadline = time.monotonic() + 10
         while reopened.spooled() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -110,7 +142,7 @@ def test_outage_spools_to_disk_and_replays_in_order(redis_server, tmp_path):
 
 
 def test_full_spool_refuses_writes(redis_server, tmp_path):
-    store = open_store(f"{redis_server.url}?spool={tmp_path / 's.sqlite'}&spool_max_mb=0.001")
+    store = redis_store(redis_server.url, spool=str(tmp_path / "s.sqlite"), spool_max_mb=0.001)
     redis_server.stop()
     with pytest.raises(StoreUnavailableError, match="spool .* is full"):
         for start in range(100):
@@ -121,5 +153,26 @@ def test_full_spool_refuses_writes(redis_server, tmp_path):
 def test_bad_url_is_a_clear_error():
     with pytest.raises(VadError, match="needs a host"):
         open_store("redis:///0")
-    with pytest.raises(VadError, match="spool_max_mb"):
-        open_store("redis://localhost:1/0?spool_max_mb=lots")
+    with pytest.raises(VadError, match="store.redis.spool_max_mb: Input should be a valid number"):
+        load_config(None, ["store.redis.spool_max_mb=lots"])
+    with pytest.raises(VadError, match=r"redis://:\*\*\*@/0: a Redis URL needs a host") as info:
+        open_store("redis://:secret@/0")
+    assert "secret" not in str(info.value)
+
+
+def test_boxes_and_labels_round_trip(store):
+    from vad.types import Box
+
+    boxes = (Box(0.1, 0.2, 0.4, 0.9, 2.5, "cart"), Box(0.5, 0.5, 0.6, 0.7))
+    store.put(make_alert(boxes=boxes, label="Vehicle", label_confidence=0.75))
+    stored = store.get("cam1:10")
+    assert stored.boxes == boxes and (stored.label, stored.label_confidence) == ("Vehicle", 0.75)
+
+
+def test_an_alert_hash_of_the_previous_release_reads_with_defaults(redis_server, tmp_path):
+    with redis_store(redis_server.url, spool=str(tmp_path / "s.sqlite")) as store:
+        store.put(make_alert())
+        client = redis_client.Redis.from_url(redis_server.url)
+        client.hdel("vad:alert:cam1:10", "boxes", "label", "label_confidence")
+        old = store.get("cam1:10")
+    assert old.boxes == () and old.label == "" and old.label_confidence == 0.0

@@ -66,3 +66,54 @@ def test_unknown_scheme_and_broken_file(tmp_path):
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(VadError, match="not a usable SQLite alert store"):
         open_store(f"sqlite:///{bad}")
+
+
+def test_a_vad_db_of_release_0_1_0_is_migrated_and_read(tmp_path):
+    """tests/data/vad-0.1.0.db was written by release 0.1.0 (before schema versions)."""
+    import shutil
+    import sqlite3
+    from pathlib import Path
+
+    from vad.stores.sqlite import SCHEMA_VERSION
+    from vad.types import Box
+
+    db = tmp_path / "vad.db"
+    shutil.copy(Path(__file__).parent / "data" / "vad-0.1.0.db", db)
+    with open_store(f"sqlite:///{db}") as store:
+        old = store.get("cam1:30")
+        assert (old.status, old.note, old.rule) == ("acknowledged", "checked on site", "no bicycles")
+        assert old.keyframe_jpeg.startswith(b"\xff\xd8") and old.boxes == () and old.label == ""
+        assert store.scores("cam1").scores.tolist() == [0.5, 3.5, 4.0]
+        assert sorted(a.id for a in store.query()) == ["cam1:30", "cam2:5"]
+        old.boxes, old.label, old.label_confidence = (Box(0.1, 0.2, 0.5, 0.9, 3.0, "cart"),), \
+            "Vehicle", 0.8
+        store.put(old)
+        again = store.get("cam1:30")
+        assert again.boxes == old.boxes and (again.label, again.label_confidence) == ("Vehicle", 0.8)
+        assert again.status == "acknowledged"  # the operator's triage survives the update
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    with open_store(f"sqlite:///{db}") as store:  # opening again migrates nothing
+        assert store.get("cam1:30").label == "Vehicle"
+
+
+def test_a_database_from_a_newer_release_is_refused(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "future.db"
+    sqlite3.connect(db).execute("PRAGMA user_version = 99")
+    with pytest.raises(VadError, match="written by a newer vad"):
+        open_store(f"sqlite:///{db}")
+
+
+def test_stores_opened_at_once_migrate_the_new_file_once(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vad.stores.sqlite import SQLiteAlertStore
+
+    path = tmp_path / "shared.db"
+    with ThreadPoolExecutor(4) as pool:  # e.g. `vad run` and the dashboard starting together
+        stores = list(pool.map(lambda _: SQLiteAlertStore(path), range(4)))
+    stores[0].put(make_alert())
+    assert all(store.get("cam:10") is not None for store in stores)
+    for store in stores:
+        store.close()

@@ -21,14 +21,17 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.partitioner.default import murmur2
 
 from models import get_scorer
-from streams.kafka import KafkaSettings, make_producer
+from streams.kafka import make_producer
 from streams.messages import (H_ERROR, H_FRAME, H_ORIGIN, H_SCHEMA, EndOfStream, decode_message,
                               encode_end, encode_frame)
-from streams.publisher import PublishOptions, publish
+from streams.publisher import publish
 from streams.sources import Source
 from vad.config import load_config
 from vad.pipeline import Pipeline
-from vad.serve import ServeOptions, StreamWorker
+from vad.config.sections import (KafkaConfig, PublishConfig, RedisStoreConfig, ServeConfig,
+                                 StoreConfig)
+from vad.data.training import TrainingSet
+from vad.serve import StreamWorker
 from vad.stores import AlertQuery, open_store
 from vad.types import Frame
 
@@ -86,8 +89,8 @@ def config_path(tmp_path_factory) -> Path:
     """A frame-diff checkpoint fitted on normal footage as the workers see it."""
     directory = tmp_path_factory.mktemp("stream")
     scorer = get_scorer("frame-diff")
-    scorer.fit([FrameList(on_the_wire(camera_frames("normal", 160, anomaly=None, seed=1)))],
-               progress=False)
+    normal = FrameList(on_the_wire(camera_frames("normal", 160, anomaly=None, seed=1)))
+    scorer.fit(TrainingSet.from_sources([normal]), progress=False)
     scorer.save(directory / "frame-diff")
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump({"scorers": [{"name": "frame-diff",
@@ -150,11 +153,11 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
 
 
 def publish_cameras(bootstrap: str, topic: str, cameras: dict[str, list[Frame]],
-                    options: PublishOptions = PublishOptions(max_rate=True)) -> None:
-    producer = make_producer(KafkaSettings(bootstrap))
+                    options: PublishConfig = PublishConfig(max_rate=True)) -> None:
+    producer = make_producer(KafkaConfig(bootstrap=bootstrap))
     try:
         publish([FrameList(frames) for frames in cameras.values()], producer, topic, options,
-                progress=False)
+                KafkaConfig().max_message_bytes, progress=False)
     finally:
         producer.close()
 
@@ -162,14 +165,15 @@ def publish_cameras(bootstrap: str, topic: str, cameras: dict[str, list[Frame]],
 class WorkerThread:
     """A `StreamWorker` with its own pipeline and store, in a thread of this process."""
 
-    def __init__(self, bootstrap: str, topic: str, group: str, store_url: str,
+    def __init__(self, bootstrap: str, topic: str, group: str, store: StoreConfig | str,
                  config_path: Path, max_message_bytes: int | None = None):
-        self.store = open_store(store_url)
-        settings = KafkaSettings(bootstrap, **({"max_message_bytes": max_message_bytes}
-                                               if max_message_bytes else {}))
+        self.store = open_store(store)
+        settings = KafkaConfig(bootstrap=bootstrap, topic=topic,
+                               **({"max_message_bytes": max_message_bytes}
+                                  if max_message_bytes else {}))
         self.worker = StreamWorker(Pipeline.from_config(load_config(config_path), self.store),
-                                   settings, ServeOptions(topic, group, commit_interval=0.2,
-                                                          metrics_interval=1.0))
+                                   settings, ServeConfig(group=group, commit_interval=0.2,
+                                                         metrics_interval=1.0))
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -223,7 +227,7 @@ def test_two_workers_in_one_group_share_partitions(kafka_broker, redis_server, c
     with WorkerThread(kafka_broker.bootstrap, topic, "pair", redis_server.url, config_path) as a:
         wait_until(lambda: len(a.worker.assigned) == 4, 60, "the first worker's partitions")
         publisher = threading.Thread(target=publish_cameras, args=(
-            kafka_broker.bootstrap, topic, cameras, PublishOptions(fps=30)))
+            kafka_broker.bootstrap, topic, cameras, PublishConfig(fps=30)))
         publisher.start()
         wait_until(lambda: a.worker.stats.frames >= n, 60, "frames before the second worker")
         with WorkerThread(kafka_broker.bootstrap, topic, "pair", redis_server.url,
@@ -262,7 +266,7 @@ def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(
     wait_until(lambda: "assigned" in (tmp_path / "first.log").read_text(), 60,
                "the first worker's partitions")
     publisher = threading.Thread(target=publish_cameras, args=(
-        kafka_broker.bootstrap, topic, cameras, PublishOptions(fps=30)))
+        kafka_broker.bootstrap, topic, cameras, PublishConfig(fps=30)))
     publisher.start()
     def scored_so_far() -> int:
         return sum(map(len, stored(redis_server.url, cameras)[1].values()))
@@ -346,8 +350,9 @@ def test_redis_outage_spools_alerts_and_delivers_them_all(kafka_broker, redis_se
     cameras = {name: camera_frames(name, anomaly=(40, 60), seed=40 + i)
                for i, name in enumerate(cameras_on_partitions(2, "outage"))}
     expected = reference(config_path, cameras)
-    url = f"{redis_server.url}?spool={tmp_path / 'spool.sqlite'}&retry_seconds=0.3"
-    with WorkerThread(kafka_broker.bootstrap, topic, "outage", url, config_path) as worker:
+    store = StoreConfig(url=redis_server.url, redis=RedisStoreConfig(
+        spool=str(tmp_path / "spool.sqlite"), retry_seconds=0.3))
+    with WorkerThread(kafka_broker.bootstrap, topic, "outage", store, config_path) as worker:
         wait_until(lambda: len(worker.worker.assigned) == 2, 60, "partitions assigned")
         redis_server.stop()
         publish_cameras(kafka_broker.bootstrap, topic, cameras)
@@ -368,7 +373,7 @@ def test_a_camera_restarting_from_frame_zero_closes_its_previous_stream(
     second = camera_frames(camera, 60, anomaly=(10, 30), seed=51)
     alerts = {**reference(config_path, {camera: first})[0],
               **reference(config_path, {camera: second})[0]}
-    producer = make_producer(KafkaSettings(kafka_broker.bootstrap))
+    producer = make_producer(KafkaConfig(bootstrap=kafka_broker.bootstrap))
     for frame in on_the_wire(first) + on_the_wire(second):  # no end-of-stream in between
         producer.send(topic, **_message(encode_frame(frame)))
     producer.send(topic, **_message(encode_end(EndOfStream(camera, 60, time.time()))))
@@ -416,8 +421,8 @@ def test_ped2_video_published_then_served_into_redis(ped2_dir, kafka_broker, red
     from vad.cli import main
 
     scorer = get_scorer("frame-diff")
-    scorer.fit([open_source(ped2_dir / "train" / name) for name in ("01.mp4", "02.mp4")],
-               progress=False)
+    scorer.fit(TrainingSet.from_sources([open_source(ped2_dir / "train" / name)
+                                         for name in ("01.mp4", "02.mp4")]), progress=False)
     scorer.save(tmp_path / "frame-diff")
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump({"scorers": [

@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "vad.commands.publish",
     "vad.commands.serve",
     "vad.commands.reason",
+    "vad.commands.config",
+    "vad.commands.data",
 ]
 
 
@@ -35,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # for checkpoint provenance
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

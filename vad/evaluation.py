@@ -16,17 +16,17 @@ from typing import Any
 
 import cv2
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
+from models.scoring import score_source
 from vad.config import PostprocessConfig
-from vad.datasets import Benchmark, TestVideo
+from vad.data.benchmarks import Benchmark, TestVideo
 from vad.errors import VadError
+from vad.fusion import OnlineFusion, ScorerSlot
 from vad.metrics import frame_metrics
-from vad.pipeline import ScorerSlot
-from vad.postprocess import (CausalSmoother, RunningNormalizer, fuse, gaussian_smooth,
-                             minmax_normalize)
-from vad.scoring import score_source
+from vad.plots import plot_roc, plot_video_scores
+from vad.postprocess import fuse, gaussian_smooth, minmax_normalize
 
 HEATMAP_SIZE = (60, 90)  # pixel-level AUC resolution (h, w): a quarter of Ped2's 240x360
 
@@ -81,15 +81,18 @@ def offline_scores(videos: list[VideoScores], weights: dict[str, float],
 
 def online_scores(videos: list[VideoScores], slots: list[ScorerSlot],
                   post: PostprocessConfig) -> list[np.ndarray]:
-    normalizers = {s.key: RunningNormalizer(s.scorer.calibration, post.calibration_weight,
-                                            post.adapt_below) for s in slots}
+    """The pipeline's own fusion over the test videos in order, as one camera whose smoothing
+    restarts with each video; a frame no scorer could score yet counts as normal (0)."""
+    fusion = OnlineFusion(slots, post)
     fused_videos = []
     for video in videos:
-        z = {}
-        for key, raw in video.raw.items():
-            z[key] = np.array([0.0 if np.isnan(s) else normalizers[key](float(s)) for s in raw])
-        fused = fuse(z, {s.key: s.weight for s in slots})
-        fused_videos.append(CausalSmoother(post.online_smoothing_sigma).smooth(fused))
+        fusion.restart_smoothing()
+        fused = np.zeros(len(video.labels))
+        for i in range(len(fused)):
+            raw = {key: float(s[i]) for key, s in video.raw.items() if not np.isnan(s[i])}
+            if raw:
+                fused[i] = fusion(raw)
+        fused_videos.append(fused)
     return fused_videos
 
 
@@ -135,10 +138,11 @@ def evaluate(slots: list[ScorerSlot], benchmark: Benchmark, post: PostprocessCon
                                      scores)
     # The offline figures are the headline keys, as papers report them.
     report.update({k: report["offline"][k] for k in ("micro_auc", "macro_auc", "ap", "per_video")})
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    from vad.plots import plot_roc, plot_video_scores
-
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as exc:
+        raise VadError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
     plot_video_scores([v.name for v in videos], [v.labels for v in videos], protocols,
                       out / "scores.png")
     plot_roc(videos, protocols, report, out / "roc.png")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from vad.config import EventConfig
 from vad.types import Event
 
@@ -75,15 +73,3 @@ class EventDetector:
                      event.start_time, event.last_active_time, event.peak_frame,
                      event.peak_score, event.active_sum / event.active_frames)
 
-
-def detect_events(scores: np.ndarray, config: EventConfig, camera_id: str = "",
-                  indices: np.ndarray | None = None,
-                  timestamps: np.ndarray | None = None) -> list[Event]:
-    """All events of a whole score series (the online detector run to the end)."""
-    indices = np.arange(len(scores)) if indices is None else indices
-    timestamps = indices.astype(float) if timestamps is None else timestamps
-    detector = EventDetector(config, camera_id)
-    events = [detector.update(int(i), float(t), float(s))
-              for i, t, s in zip(indices, timestamps, scores)]
-    events.append(detector.finish())
-    return [e for e in events if e is not None]

@@ -1,8 +1,9 @@
 """The live pipeline: frames of any camera in, scored, fused, events out as stored alerts.
 
-Per camera it keeps each scorer's clip window and running normaliser, fuses the scorers'
-z-scores per frame, smooths causally, detects events and writes alerts with evidence. An
-optional reasoner explains each alert on its own bounded worker so scoring never waits for it.
+Per camera it runs the camera's settings (`VadConfig.camera`: its own section, else the
+global one): one scoring session per scorer, the online fusion, event detection, and alerts
+with evidence (keyframe, heatmap, boxes, label). An optional reasoner, built by the caller,
+explains each alert on its own bounded worker so scoring never waits for it.
 """
 
 from __future__ import annotations
@@ -10,62 +11,64 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Protocol
 
 from models.base import Scorer, load_scorer
-from streams.windows import ClipWindower
-from vad.config import VadConfig
+from models.scoring import ScoringSession
+from vad.config import PipelineSettings, VadConfig
 from vad.errors import VadError
 from vad.events import EventDetector
 from vad.evidence import encode_heatmap, encode_jpeg
-from vad.postprocess import CausalSmoother, RunningNormalizer
+from vad.fusion import OnlineFusion, ScorerSlot
 from vad.stores.base import AlertStore
-from vad.types import Alert, Event, Frame
+from vad.types import Alert, Box, Event, Explanation, Frame, FrameResult, Label
 
 log = logging.getLogger(__name__)
 
-REASONING_SAMPLES = 8  # frames of an event handed to the reasoner
 SCORE_FLUSH_ROWS = 64  # score timeline rows buffered before a store write
 
 
 class Reasoner(Protocol):
-    """Explains an event from its frames; the result has `rule`, `reason`, `objects`,
-    `motion_description` attributes (see `reasoning`)."""
+    """Explains an event from its frames (see `reasoning.reasoner`)."""
 
-    def explain(self, event: Event, frames: list[Frame]) -> Any: ...
-
-
-@dataclass
-class ScorerSlot:
-    key: str
-    scorer: Scorer
-    weight: float
+    def explain(self, event: Event, frames: list[Frame]) -> Explanation: ...
 
 
-def load_slots(config: VadConfig) -> list[ScorerSlot]:
-    slots = []
-    for i, spec in enumerate(config.scorers):
-        if spec.checkpoint is None:
-            raise VadError(f"scorer {spec.name!r} has no checkpoint: train one with "
-                           f"`vad fit NORMAL_VIDEOS... --scorer {spec.name} --out DIR` "
-                           "and pass --checkpoint DIR")
-        scorer = load_scorer(spec.checkpoint)
-        if scorer.name != spec.name:
-            raise VadError(f"{spec.checkpoint}: holds a {scorer.name!r} scorer, "
-                           f"not {spec.name!r}")
-        slots.append(ScorerSlot(f"{spec.name}#{i}", scorer, spec.weight))
-    return slots
+class ScorerCache:
+    """Loads each distinct configured scorer once (cameras may share or differ)."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self._loaded: dict[str, Scorer] = {}
+
+    def slots(self, settings: PipelineSettings) -> list[ScorerSlot]:
+        slots = []
+        for i, entry in enumerate(settings.scorers):
+            if entry.checkpoint is None:
+                raise VadError(f"scorer {entry.name!r} has no checkpoint: train one with "
+                               f"`vad fit NORMAL_VIDEOS... --scorer {entry.name} --out DIR` "
+                               "and pass --checkpoint DIR")
+            key = entry.model_dump_json(exclude={"weight"})
+            if key not in self._loaded:
+                scorer = load_scorer(entry.checkpoint, entry.params, self.device)
+                if scorer.name != entry.name:
+                    raise VadError(f"{entry.checkpoint}: holds a {scorer.name!r} scorer, "
+                                   f"not {entry.name!r}")
+                self._loaded[key] = scorer
+            slots.append(ScorerSlot(f"{entry.name}#{i}", self._loaded[key], entry.weight))
+        return slots
+
+    def scorers(self) -> list[Scorer]:
+        return list(self._loaded.values())
 
 
 class _Samples:
     """Up to `size` frames spread evenly over an event of unknown length (stride doubling)."""
 
-    def __init__(self, size: int = REASONING_SAMPLES):
+    def __init__(self, size: int):
         self.size, self.stride, self.frames, self._seen = size, 1, [], 0
 
     def add(self, frame: Frame) -> None:
@@ -78,51 +81,53 @@ class _Samples:
 
 @dataclass
 class _Camera:
-    windowers: dict[str, ClipWindower]
-    normalizers: dict[str, RunningNormalizer]
-    smoother: CausalSmoother
+    settings: PipelineSettings
+    slots: list[ScorerSlot]
+    sessions: dict[str, ScoringSession]
+    fusion: OnlineFusion
     detector: EventDetector
     history: int
     arrived: deque[Frame] = field(default_factory=deque)
     history_only: dict[str, int] = field(default_factory=dict)  # slot -> frames still to skip
-    z: dict[int, dict[str, float]] = field(default_factory=dict)
-    heatmaps: dict[int, np.ndarray] = field(default_factory=dict)
+    raw: dict[int, dict[str, float]] = field(default_factory=dict)
+    found: dict[int, list[FrameResult]] = field(default_factory=dict)  # heatmaps, boxes, labels
     last_fused: int = -1
     score_rows: list[tuple[int, float, float]] = field(default_factory=list)
     peak_frame: Frame | None = None
     # The frame fused just before the peak: with it the reasoner measures speed at the peak.
     before_peak: Frame | None = None
     previous: Frame | None = None
-    peak_heatmap: np.ndarray | None = None
+    peak_found: FrameResult | None = None
+    label: Label | None = None
     samples: _Samples | None = None
 
 
 class Pipeline:
-    def __init__(self, slots: list[ScorerSlot], config: VadConfig, store: AlertStore,
+    def __init__(self, config: VadConfig, store: AlertStore, scorers: ScorerCache,
                  reasoner: Reasoner | None = None):
-        if not slots:
-            raise VadError("the pipeline needs at least one scorer")
-        self.slots, self.config, self.store = slots, config, store
+        self.config, self.store, self.scorers = config, store, scorers
         self._cameras: dict[str, _Camera] = {}
-        scorers = [slot.scorer for slot in slots]
-        self._explainer = _ExplainWorker(reasoner, scorers, store)
+        # Load what the config names now: a bad checkpoint is an error before any frame.
+        for settings in config.all_settings():
+            scorers.slots(settings)
+        self._explainer = _ExplainWorker(reasoner, store)
 
     @classmethod
     def from_config(cls, config: VadConfig, store: AlertStore,
-                    reasoner: Reasoner | None = None) -> "Pipeline":
-        """Scorers from their checkpoints; the reasoner from `config.reasoning` unless given."""
-        if reasoner is None and config.reasoning is not None:
-            from reasoning.reasoner import build_reasoner
+                    reasoner: Reasoner | None = None) -> Pipeline:
+        """Scorers from their checkpoints, on the configured device."""
+        return cls(config, store, ScorerCache(config.device), reasoner)
 
-            reasoner = build_reasoner(config.reasoning)
-        return cls(load_slots(config), config, store, reasoner)
+    @property
+    def explanation_failures(self) -> int:
+        return self._explainer.failures
 
     def process(self, frame: Frame) -> list[Alert]:
         """Feed one frame; returns the alerts stored because of it."""
         camera = self._camera(frame.camera_id)
         camera.arrived.append(frame)
-        for slot in self.slots:
-            self._score(camera, slot, camera.windowers[slot.key].push(frame))
+        for slot in camera.slots:
+            self._collect(camera, slot, camera.sessions[slot.key].push(frame))
         return self._fuse_ready(camera, frame.camera_id)
 
     def process_all(self, frames: Iterable[Frame]) -> list[Alert]:
@@ -136,8 +141,8 @@ class Pipeline:
             camera = self._cameras.get(cid)
             if camera is None:
                 continue
-            for slot in self.slots:
-                self._score(camera, slot, camera.windowers[slot.key].flush())
+            for slot in camera.slots:
+                self._collect(camera, slot, camera.sessions[slot.key].flush())
             alerts += self._fuse_ready(camera, cid, final=True)
             event = camera.detector.finish()
             if event is not None:
@@ -166,57 +171,49 @@ class Pipeline:
 
     def _camera(self, camera_id: str) -> _Camera:
         if camera_id not in self._cameras:
-            post = self.config.postprocess
-            smoother = CausalSmoother(post.online_smoothing_sigma)
+            settings = self.config.camera(camera_id)
+            slots = self.scorers.slots(settings)
+            fusion = OnlineFusion(slots, settings.postprocess)
+            contexts = {s.key: s.scorer.input_spec.context for s in slots}
             self._cameras[camera_id] = _Camera(
-                windowers={s.key: ClipWindower(s.scorer.input_spec.context,
-                                               self.config.window.batch,
-                                               s.scorer.input_spec.size,
-                                               s.scorer.input_spec.grayscale)
-                           for s in self.slots},
-                normalizers={s.key: RunningNormalizer(s.scorer.calibration,
-                                                      post.calibration_weight,
-                                                      post.adapt_below)
-                             for s in self.slots},
-                smoother=smoother,
-                detector=EventDetector(self.config.events, camera_id),
-                history=max(s.scorer.input_spec.context for s in self.slots)
-                + len(smoother.kernel),
-                history_only={s.key: s.scorer.input_spec.context for s in self.slots},
+                settings=settings, slots=slots,
+                sessions={s.key: s.scorer.session(camera_id, settings.window.batch)
+                          for s in slots},
+                fusion=fusion,
+                detector=EventDetector(settings.events, camera_id),
+                history=max(contexts.values()) + fusion.history,
+                history_only=contexts,
             )
         return self._cameras[camera_id]
 
-    def _score(self, camera: _Camera, slot: ScorerSlot, clip) -> None:
-        if clip is None:
+    def _collect(self, camera: _Camera, slot: ScorerSlot, result) -> None:
+        if result is None:
             return
-        result = slot.scorer.score(clip)
-        normalize = camera.normalizers[slot.key]
-        for i, (index, raw) in enumerate(zip(result.indices, result.scores)):
-            camera.z.setdefault(int(index), {})[slot.key] = normalize(float(raw))
-            if result.heatmaps is not None and int(index) not in camera.heatmaps:
-                camera.heatmaps[int(index)] = result.heatmaps[i]
+        for i in range(len(result.indices)):
+            found = result.frame(i)
+            camera.raw.setdefault(found.index, {})[slot.key] = found.score
+            camera.found.setdefault(found.index, []).append(found)
 
     def _ready(self, camera: _Camera, index: int) -> bool:
-        scored = camera.z.get(index, {})
-        return all(slot.key in scored or camera.history_only[slot.key] > 0 for slot in self.slots)
+        scored = camera.raw.get(index, {})
+        return all(slot.key in scored or camera.history_only[slot.key] > 0
+                   for slot in camera.slots)
 
     def _fuse_ready(self, camera: _Camera, camera_id: str, final: bool = False) -> list[Alert]:
         alerts = []
         while camera.arrived and (final or self._ready(camera, camera.arrived[0].index)):
             frame = camera.arrived.popleft()
-            scored = camera.z.pop(frame.index, {})
-            heatmap = camera.heatmaps.pop(frame.index, None)
-            for slot in self.slots:
-                if slot.key not in scored and camera.history_only[slot.key] > 0:
+            raw = camera.raw.pop(frame.index, {})
+            found = _merge_found(camera.found.pop(frame.index, []))
+            for slot in camera.slots:
+                if slot.key not in raw and camera.history_only[slot.key] > 0:
                     camera.history_only[slot.key] -= 1
-            if not scored:
+            if not raw:
                 continue  # history only: no scorer could score this frame yet
-            weights = {s.key: s.weight for s in self.slots if s.key in scored}
-            fused = sum(weights[k] * scored[k] for k in weights) / sum(weights.values())
-            score = camera.smoother(fused)
+            score = camera.fusion(raw)
             camera.last_fused = frame.index
             camera.score_rows.append((frame.index, frame.timestamp, score))
-            alert = self._detect(camera, frame, heatmap, score)
+            alert = self._detect(camera, frame, found, score)
             camera.previous = frame
             if alert is not None:
                 alerts.append(alert)
@@ -224,7 +221,7 @@ class Pipeline:
                 self._flush_scores(camera, camera_id)
         return alerts
 
-    def _detect(self, camera: _Camera, frame: Frame, heatmap: np.ndarray | None,
+    def _detect(self, camera: _Camera, frame: Frame, found: FrameResult,
                 score: float) -> Alert | None:
         was_open = camera.detector.open_start is not None
         event = camera.detector.update(frame.index, frame.timestamp, score)
@@ -233,17 +230,24 @@ class Pipeline:
         if camera.detector.open_start is None:
             return None
         if not was_open:
-            camera.samples, camera.peak_frame, camera.peak_heatmap = _Samples(), None, None
-        if score >= self.config.events.release_threshold:  # dips in a merge gap are not the event
+            camera.samples = _Samples(self.config.reasoning.keyframes)
+            camera.peak_frame, camera.peak_found, camera.label = None, None, None
+        events = camera.settings.events
+        if score >= events.release_threshold:  # dips in a merge gap are not the event
             camera.samples.add(frame)
+            if found.label and (camera.label is None
+                                or found.label.confidence > camera.label.confidence):
+                camera.label = found.label
         if camera.detector.open_peak == frame.index:
-            camera.peak_frame, camera.peak_heatmap = frame, heatmap
+            camera.peak_frame, camera.peak_found = frame, found
             camera.before_peak = camera.previous
         return None
 
     def _raise(self, camera: _Camera, event: Event) -> Alert:
         if camera.peak_frame is not None:
-            event.keyframe, event.heatmap = camera.peak_frame.image, camera.peak_heatmap
+            event.keyframe = camera.peak_frame.image
+            event.heatmap, event.boxes = camera.peak_found.heatmap, camera.peak_found.boxes
+        event.label = camera.label
         alert = Alert.from_event(
             event,
             keyframe_jpeg=encode_jpeg(event.keyframe) if event.keyframe is not None else None,
@@ -251,9 +255,10 @@ class Pipeline:
         self._flush_scores(camera, event.camera_id)
         self.store.put(alert)
         if camera.samples:
-            self._explainer.submit(alert, event, _reasoning_frames(camera))
-        camera.samples, camera.peak_frame, camera.peak_heatmap = None, None, None
-        camera.before_peak = None
+            self._explainer.submit(alert, event, _reasoning_frames(camera),
+                                   [slot.scorer for slot in camera.slots])
+        camera.samples, camera.peak_frame, camera.peak_found = None, None, None
+        camera.before_peak, camera.label = None, None
         return alert
 
     def _flush_scores(self, camera: _Camera, camera_id: str) -> None:
@@ -261,6 +266,18 @@ class Pipeline:
             indices, timestamps, scores = zip(*camera.score_rows)
             self.store.record_scores(camera_id, indices, timestamps, scores)
             camera.score_rows.clear()
+
+
+def _merge_found(found: list[FrameResult]) -> FrameResult:
+    """One frame's findings across scorers: the first heatmap, every box, the most confident
+    label."""
+    if not found:
+        return FrameResult(-1, 0.0)
+    heatmap = next((f.heatmap for f in found if f.heatmap is not None), None)
+    boxes: tuple[Box, ...] = sum((f.boxes for f in found), ())
+    labels = [f.label for f in found if f.label is not None]
+    label = max(labels, key=lambda lb: lb.confidence) if labels else None
+    return FrameResult(found[0].index, found[0].score, heatmap, boxes, label)
 
 
 def _reasoning_frames(camera: _Camera) -> list[Frame]:
@@ -271,46 +288,59 @@ def _reasoning_frames(camera: _Camera) -> list[Frame]:
 
 class _ExplainWorker:
     """Explains alerts on a background thread through a bounded queue: the reasoner's rule and
-    reason, and the scorers' own descriptions (the motion scorer says what moves unusually).
-    When the queue is full the alert keeps no explanation rather than holding up scoring."""
+    reason, and the scorers' own descriptions of the motion (the motion scorer says what moves
+    unusually). When the queue is full the alert keeps no explanation rather than holding up
+    scoring; when explaining fails, the alert says so and the failure is counted."""
 
-    def __init__(self, reasoner: Reasoner | None, scorers: list[Scorer], store: AlertStore,
-                 maxsize: int = 16):
-        self.reasoner, self.scorers, self.store = reasoner, scorers, store
+    def __init__(self, reasoner: Reasoner | None, store: AlertStore, maxsize: int = 16):
+        self.reasoner, self.store = reasoner, store
+        self.failures = 0
+        self.failure_reasons: Counter = Counter()
         self._queue: queue.Queue = queue.Queue(maxsize)
         self._thread = threading.Thread(target=self._run, name="vad-explainer", daemon=True)
         self._thread.start()
 
-    def submit(self, alert: Alert, event: Event, frames: list[Frame]) -> None:
+    def submit(self, alert: Alert, event: Event, frames: list[Frame],
+               scorers: list[Scorer]) -> None:
         try:
-            self._queue.put_nowait((alert, event, frames))
+            self._queue.put_nowait((alert, event, frames, scorers))
         except queue.Full:
             log.warning("explanation queue full: alert %s stays unexplained", alert.id)
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
+            alert = item[0]
             try:
-                if self._explain(*item):
-                    self.store.put(item[0])
-            except Exception:  # an explanation failure must never take the pipeline down
-                log.exception("explaining alert %s failed", item[0].id)
+                explanation = self._explain(*item)
+            except Exception as exc:  # an explanation failure must never take the pipeline down
+                log.exception("explaining alert %s failed", alert.id)
+                self.failures += 1
+                self.failure_reasons[type(exc).__name__] += 1
+                explanation = Explanation(False, reason=f"explanation failed: {exc}")
+            try:
+                if explanation is not None:
+                    alert.explain(explanation)
+                    self.store.put(alert)
+            except Exception:
+                log.exception("storing the explanation of alert %s failed", alert.id)
             finally:
                 self._queue.task_done()
 
-    def _explain(self, alert: Alert, event: Event, frames: list[Frame]) -> bool:
-        """Fill the alert's explanation fields; True when anything was added."""
-        if self.reasoner is not None:
-            explanation = self.reasoner.explain(event, frames)
-            alert.rule = explanation.rule
-            alert.explanation = explanation.reason
-            alert.objects = explanation.objects
-            alert.motion_description = explanation.motion_description
-        descriptions = [d for d in (s.describe(frames) for s in self.scorers) if d]
-        if descriptions:
-            alert.motion_description = " ".join(descriptions)
-        return self.reasoner is not None or bool(descriptions)
+    def _explain(self, alert: Alert, event: Event, frames: list[Frame],
+                 scorers: list[Scorer]) -> Explanation | None:
+        """The reasoner's explanation, its motion text replaced by the scorers' when they
+        have one; None when there is nothing to say."""
+        explanation = self.reasoner.explain(event, frames) if self.reasoner else None
+        described = " ".join(d for d in (s.describe(frames) for s in scorers) if d)
+        if explanation is None:
+            return Explanation(True, motion_description=described) if described else None
+        if described:
+            explanation = Explanation(explanation.verdict, explanation.rule, explanation.reason,
+                                      explanation.objects, described)
+        return explanation
 
     def close(self) -> None:
         self._queue.join()
         self._queue.put(None)
         self._thread.join()
+

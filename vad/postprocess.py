@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from models.base import Calibration
+from vad.types import Calibration
 
 
 def minmax_normalize(scores: np.ndarray) -> np.ndarray:
@@ -61,9 +61,6 @@ class RunningNormalizer:
             self._m2 += delta * (score - self.mean)
         return z
 
-    def normalize(self, scores: np.ndarray) -> np.ndarray:
-        return np.array([self(float(s)) for s in scores])
-
 
 class CausalSmoother:
     """Half-Gaussian weighted mean of the current and past `3 * sigma` frames."""
@@ -77,6 +74,3 @@ class CausalSmoother:
         self._past.appendleft(score)
         weights = self.kernel[: len(self._past)]
         return float(np.dot(weights, np.fromiter(self._past, float)) / weights.sum())
-
-    def smooth(self, scores: np.ndarray) -> np.ndarray:
-        return np.array([self(float(s)) for s in scores])

@@ -28,12 +28,15 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def create(self, name: str, **params) -> T:
+    def get(self, name: str) -> Callable[..., T]:
         try:
-            factory = self._entries[name]
+            return self._entries[name]
         except KeyError:
             raise VadError(f"unknown {self.kind} {name!r}; available: "
                            f"{', '.join(self.names())}") from None
+
+    def create(self, name: str, **params) -> T:
+        factory = self.get(name)
         try:
             inspect.signature(factory).bind(**params)
         except TypeError as exc:

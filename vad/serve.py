@@ -18,7 +18,6 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 from kafka import ConsumerRebalanceListener, TopicPartition
@@ -26,35 +25,18 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from streams.kafka import KafkaSettings, ensure_topic, make_consumer, make_producer
+from streams.kafka import ensure_topic, make_consumer, make_producer
 from streams.messages import (H_ERROR, H_ERROR_DETAIL, H_ORIGIN, EndOfStream, MessageError,
                               decode_message)
+from vad.config.sections import KafkaConfig, ServeConfig
 from vad.errors import VadError
+from vad.pipeline import Pipeline
 from vad.stores.redis import StoreUnavailableError
 from vad.types import Frame
-
-if TYPE_CHECKING:
-    from vad.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
 LATENCY_SAMPLES = 100_000
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    topic: str
-    group: str
-    dead_letter_topic: str | None = None  # default: "<topic>.dead-letter"
-    partitions: int = 4  # when the topics must be created
-    queue_size: int = 256  # decoded frames waiting for the pipeline
-    commit_interval: float = 1.0  # seconds
-    metrics_interval: float = 10.0  # seconds
-    offset_reset: str = "earliest"  # where a new group starts
-
-    @property
-    def dead_letters(self) -> str:
-        return self.dead_letter_topic or f"{self.topic}.dead-letter"
 
 
 @dataclass
@@ -166,10 +148,11 @@ class _Item:
 
 
 class StreamWorker:
-    def __init__(self, pipeline: Pipeline, settings: KafkaSettings, options: ServeOptions):
+    def __init__(self, pipeline: Pipeline, settings: KafkaConfig, options: ServeConfig):
         self.pipeline = pipeline
         self.settings = settings
         self.options = options
+        self.dead_letters = options.dead_letter_topic or f"{settings.topic}.dead-letter"
         self.stats = WorkerStats()
         self._queue: queue.Queue[_Item | None] = queue.Queue(options.queue_size)
         self._tracker = OffsetTracker()
@@ -195,16 +178,16 @@ class StreamWorker:
         self._stop.set()
 
     def run(self) -> WorkerStats:
-        for topic in (self.options.topic, self.options.dead_letters):
+        for topic in (self.settings.topic, self.dead_letters):
             ensure_topic(self.settings.bootstrap, topic, self.options.partitions)
         self._producer = make_producer(self.settings)
         self._consumer = make_consumer(self.settings, self.options.group,
                                        self.options.queue_size, self.options.offset_reset)
-        self._consumer.subscribe([self.options.topic], listener=_Rebalance(self))
+        self._consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
         processor = threading.Thread(target=self._process_loop, name="vad-process", daemon=True)
         processor.start()
         log.info("worker of group %s consuming %s (dead letters to %s)", self.options.group,
-                 self.options.topic, self.options.dead_letters)
+                 self.settings.topic, self.dead_letters)
         try:
             self._consume_loop()
         finally:
@@ -270,7 +253,7 @@ class StreamWorker:
             (H_ORIGIN, f"{record.topic}/{record.partition}/{record.offset}".encode())]
         # An oversize value would be refused again: its headers say what it was.
         value = b"" if reason == "oversize" else record.value
-        future = self._producer.send(self.options.dead_letters, key=record.key, value=value,
+        future = self._producer.send(self.dead_letters, key=record.key, value=value,
                                      headers=headers)
         future.add_callback(lambda _: self._tracker.mark(entry, settled=True))
         future.add_errback(self._fail)

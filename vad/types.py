@@ -1,4 +1,5 @@
-"""Core value types shared by every stage: frames, clips, scores, events, alerts."""
+"""Core value types shared by every stage: frames, clips, scores, events, alerts, camera
+status."""
 
 from __future__ import annotations
 
@@ -45,22 +46,97 @@ class Clip:
 
 
 @dataclass(frozen=True)
+class Box:
+    """An anomalous region of a frame, in fractions of its width and height (0..1), so that it
+    holds at any resolution; `label` names what is there when the scorer knows."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float = 1.0
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.x0 <= self.x1 <= 1 or not 0 <= self.y0 <= self.y1 <= 1:
+            raise ValueError(f"box {self.x0, self.y0, self.x1, self.y1} is not inside [0, 1]")
+
+    def pixels(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) in pixels of a `height` x `width` image."""
+        return (round(self.x0 * width), round(self.y0 * height),
+                round(self.x1 * width), round(self.y1 * height))
+
+
+@dataclass(frozen=True)
+class Label:
+    """What kind of anomaly a frame shows (e.g. "Fighting"), with the scorer's confidence."""
+
+    name: str
+    confidence: float
+
+
+@dataclass(frozen=True)
 class ScoreResult:
     """Anomaly scores (higher = more anomalous) for some frames of one camera.
 
-    `heatmaps`, when given, is (N, h, w) float32 per-pixel anomaly, any resolution.
+    Optional, one entry per scored frame: `heatmaps` (N, h, w) float32 per-pixel anomaly at
+    any resolution; `boxes`, the anomalous regions; `labels`, the predicted anomaly class.
     """
 
     camera_id: str
     indices: np.ndarray
     scores: np.ndarray
     heatmaps: np.ndarray | None = None
+    boxes: tuple[tuple[Box, ...], ...] | None = None
+    labels: tuple[Label | None, ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.indices) != len(self.scores):
             raise ValueError("indices and scores must have the same length")
-        if self.heatmaps is not None and len(self.heatmaps) != len(self.scores):
-            raise ValueError("one heatmap per scored frame is required")
+        for name in ("heatmaps", "boxes", "labels"):
+            value = getattr(self, name)
+            if value is not None and len(value) != len(self.scores):
+                raise ValueError(f"{name}: one entry per scored frame is required")
+
+    def frame(self, i: int) -> FrameResult:
+        """What the scorer found in its i-th scored frame."""
+        return FrameResult(
+            int(self.indices[i]), float(self.scores[i]),
+            None if self.heatmaps is None else self.heatmaps[i],
+            () if self.boxes is None else self.boxes[i],
+            None if self.labels is None else self.labels[i])
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One frame of a `ScoreResult`."""
+
+    index: int
+    score: float
+    heatmap: np.ndarray | None = None
+    boxes: tuple[Box, ...] = ()
+    label: Label | None = None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Statistics of a scorer's raw score on normal footage, for online normalisation."""
+
+    mean: float = 0.0
+    std: float = 1.0
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.mean) and np.isfinite(self.std) and self.std > 0):
+            raise ValueError(f"calibration needs a finite mean and a positive std, got "
+                             f"mean={self.mean}, std={self.std}")
+
+    @classmethod
+    def from_scores(cls, scores: np.ndarray) -> Calibration:
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.size == 0 or not np.isfinite(scores).all():
+            raise ValueError("calibration needs finite scores of normal footage")
+        return cls(float(scores.mean()), float(scores.std()) or 1.0, int(scores.size))
 
 
 @dataclass
@@ -77,6 +153,8 @@ class Event:
     mean_score: float
     keyframe: np.ndarray | None = None
     heatmap: np.ndarray | None = None
+    boxes: tuple[Box, ...] = ()  # at the peak
+    label: Label | None = None  # the most confident label seen during the event
 
     @property
     def duration_frames(self) -> int:
@@ -101,6 +179,8 @@ def alert_id(camera_id: str, start_frame: int) -> str:
 
 
 ALERT_STATUSES = ("new", "acknowledged", "resolved")
+# What raised an alert: the anomaly pipeline, or a live camera without frames for too long.
+ALERT_KINDS = ("anomaly", "camera-offline")
 
 
 @dataclass
@@ -125,10 +205,14 @@ class Alert:
     objects: str = ""
     keyframe_jpeg: bytes | None = None
     heatmap_png: bytes | None = None
+    boxes: tuple[Box, ...] = ()
+    label: str = ""
+    label_confidence: float = 0.0
+    kind: str = "anomaly"  # one of ALERT_KINDS
 
     @classmethod
     def from_event(cls, event: Event, keyframe_jpeg: bytes | None = None,
-                   heatmap_png: bytes | None = None) -> "Alert":
+                   heatmap_png: bytes | None = None) -> Alert:
         return cls(
             id=alert_id(event.camera_id, event.start_frame),
             camera_id=event.camera_id,
@@ -141,4 +225,59 @@ class Alert:
             mean_score=event.mean_score,
             keyframe_jpeg=keyframe_jpeg,
             heatmap_png=heatmap_png,
+            boxes=event.boxes,
+            label=event.label.name if event.label else "",
+            label_confidence=event.label.confidence if event.label else 0.0,
         )
+
+    def explain(self, explanation: Explanation) -> None:
+        """Copy an explanation onto the alert (the one writer of its explanation fields)."""
+        self.rule = explanation.rule
+        self.explanation = explanation.reason
+        self.objects = explanation.objects
+        self.motion_description = explanation.motion_description
+
+
+# online: frames arrive. reconnecting: no frames, the stream is being (re)opened (also before
+# the first frame). stalled: the stream opened or was open but sent no frame in time; it is
+# reopened. offline: no frames for `live.offline_after_s` or more (still retried unless the
+# camera gave up).
+CAMERA_STATES = ("online", "reconnecting", "stalled", "offline")
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Frames a live camera did not deliver: after `last_frame` and before `next_frame`, from
+    `start_time` to `end_time` (s, the frames' clock)."""
+
+    last_frame: int
+    next_frame: int
+    start_time: float
+    end_time: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end_time - self.start_time
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    """Where a live camera stands, as stored per camera and shown to operators."""
+
+    camera_id: str
+    state: str  # one of CAMERA_STATES
+    since: float  # wall time the camera entered this state
+    updated_at: float
+    source: str = ""  # its URL, password redacted
+    last_error: str = ""
+    down_since: float | None = None  # no frames since (wall time; the start when none yet)
+    last_frame: int = -1  # the last frame delivered when this status was reported
+    reconnects: int = 0  # connections opened after the first
+    gap_count: int = 0
+    total_gap_s: float = 0.0
+    gaps: tuple[Gap, ...] = ()  # the most recent ones, oldest first
+
+    def __post_init__(self) -> None:
+        if self.state not in CAMERA_STATES:
+            raise ValueError(f"unknown camera state {self.state!r}; expected one of "
+                             f"{', '.join(CAMERA_STATES)}")

@@ -5,15 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
-from models import get_scorer
-from vad.commands.common import add_config_args, add_scorer_args, config_from_args
-from vad.datasets import load_benchmark
-from vad.errors import VadError
-from vad.evaluation import evaluate
-from vad.pipeline import ScorerSlot, load_slots
+from vad.commands.common import add_config_args, add_scorer_args, config_from_args, provenance
 
 
 def register(subparsers) -> None:
@@ -23,36 +15,70 @@ def register(subparsers) -> None:
     add_scorer_args(parser)
     add_config_args(parser)
     parser.add_argument("--out", type=Path, help="report folder (default runs/eval-SCORER)")
+    parser.add_argument("--record", action="store_true",
+                        help="add the measured figures to each checkpoint's provenance")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
 
 
-def _slots(config, benchmark, out: Path, progress: bool) -> list[ScorerSlot]:
-    """Checkpointed scorers are loaded; the others are fitted on the benchmark's train split."""
-    missing = [spec for spec in config.scorers if spec.checkpoint is None]
-    if missing and not benchmark.train:
-        raise VadError(f"{benchmark.root}: no train split to fit {missing[0].name!r}; "
-                       "pass --checkpoint")
-    for spec in missing:
-        scorer = get_scorer(spec.name, **spec.params)
-        scorer.work_dir = out / "checkpoints" / spec.name
-        scorer.fit([open_source() for open_source in benchmark.train], progress=progress)
-        spec.checkpoint = str(scorer.save(scorer.work_dir))
-    return load_slots(config)
+def _fit_missing(config, benchmark, out: Path, args: argparse.Namespace) -> None:
+    """Scorers without a checkpoint are fitted on the benchmark's train split first."""
+    from models import get_scorer
+    from vad.errors import VadError
+
+    for i, entry in enumerate(config.scorers):
+        if entry.checkpoint is not None:
+            continue
+        if not len(benchmark.train):
+            raise VadError(f"{benchmark.root}: no train split to fit {entry.name!r}; "
+                           "pass --checkpoint")
+        scorer = get_scorer(entry.name, entry.params, config.device)
+        scorer.work_dir = out / "checkpoints" / entry.name
+        scorer.fit(benchmark.train, progress=not args.no_progress)
+        saved = scorer.save(scorer.work_dir, provenance(args, benchmark.train.summary()))
+        config.scorers[i] = entry.model_copy(update={"checkpoint": str(saved)})
 
 
 def run(args: argparse.Namespace) -> int:
+    from models.base import record_figures
+    from vad.data.benchmarks import load_benchmark
+    from vad.evaluation import evaluate
+    from vad.pipeline import ScorerCache
+
     config = config_from_args(args)
     benchmark = load_benchmark(args.dataset)
-    name = "+".join(spec.name for spec in config.scorers)
+    name = "+".join(entry.name for entry in config.scorers)
     out = args.out or Path("runs") / f"eval-{name}"
-    slots = _slots(config, benchmark, out, not args.no_progress)
+    _fit_missing(config, benchmark, out, args)
+    slots = ScorerCache(config.device).slots(config)
     report = evaluate(slots, benchmark, config.postprocess, out, config.window.batch,
                       progress=not args.no_progress)
     _print_report(report, out)
+    if args.record:
+        figures = {f"{benchmark.root.name}:{name}": {
+            "micro_auc": report["micro_auc"], "online_micro_auc": report["online"]["micro_auc"],
+            "macro_auc": report["macro_auc"], "ap": report["ap"],
+            "pixel_auc": report["pixel_auc"], "command": _reproducing_command(args.argv)}}
+        for entry in config.scorers:
+            record_figures(entry.checkpoint, figures)
     print(f"online_micro_auc={report['online']['micro_auc']:.4f}")
     print(f"micro_auc={report['micro_auc']:.4f}")
     return 0
+
+
+def _reproducing_command(argv: list[str]) -> str:
+    """The command line without what does not change the figures (where they were written)."""
+    import shlex
+
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif arg not in ("--record", "--no-progress") and not arg.startswith("--out="):
+            kept.append(arg)
+    return shlex.join(["vad", *kept])
 
 
 def _fmt(value) -> str:
@@ -60,6 +86,9 @@ def _fmt(value) -> str:
 
 
 def _print_report(report: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(highlight=False, width=max(Console().width, 110))
     table = Table(title="per-video frame AUC / AP")
     for column in ("video", "frames", "anomalous", "offline AUC", "offline AP", "online AUC",

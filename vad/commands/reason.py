@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from vad.commands.common import add_config_args, config_flag, config_from_args
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from reasoning.deduction import DEFAULT_DEDUCER
     from reasoning.smoothing import SCORES, PipelineConfig
 
+    # The stage settings default to reasoning/smoothing.py's dataclasses (one place each)
+    # until the config tree has them.
     pipeline = PipelineConfig()
     smoothing = pipeline.smoothing
     parser = subparsers.add_parser("reason", help="rule-based reasoning over frame descriptions")
@@ -17,9 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev = commands.add_parser("eval", help="frame AUC of deduction + smoothing on descriptions")
     ev.add_argument("descriptions", help="directory of per-video .txt files, one line per frame")
     ev.add_argument("--labels", required=True, help="CSV video,frame,label (frame 0-based)")
-    ev.add_argument("--rules", required=True, help="rules file (four sections)")
+    config_flag(ev, "--rules", key="reasoning.rules", help="rules file (four sections)")
     ev.add_argument("--deduction", default=DEFAULT_DEDUCER,
-                    help="keyword | fast | embed | llm (default %(default)s)")
+                    help="keyword | fast | embed | llm (default %(default)s; embed and llm "
+                         "take their settings from the config's reasoning.deduction)")
     ev.add_argument("--normal", metavar="DIR",
                     help="fast: descriptions of normal frames (those the rules were induced "
                          "from); an atom that matches often there counts less")
@@ -37,8 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="perception threshold on the EMA, or video-mean (the reference "
                          "code's per-video mean, for its ablation)")
     ev.add_argument("--span", type=int, default=smoothing.span, help="EWM span of the score")
-    ev.add_argument("--llm", help="transformers:DIR or openai:URL[#MODEL], for --deduction llm "
-                                  "or --robust")
+    config_flag(ev, "--llm", key="reasoning.llm.spec",
+                help="for --deduction llm or --robust: transformers:DIR or openai:URL[#MODEL]")
+    add_config_args(ev)
     ev.add_argument("--limit", type=int, help="judge only the first N frames of each video")
     ev.add_argument("--videos", nargs="+", help="evaluate only these video ids")
     ev.add_argument("--plot", help="save a PNG of per-video scores and labels here")
@@ -67,8 +73,12 @@ def run_eval(args: argparse.Namespace) -> int:
     from reasoning.robust import RobustReasoner
     from reasoning.rules import load_rules
     from reasoning.smoothing import PipelineConfig, SmoothingConfig
-    from vad.datasets import read_frame_labels
+    from vad.data.benchmarks import read_frame_labels
     from vad.errors import VadError
+
+    config = config_from_args(args).reasoning
+    if config.rules is None:
+        raise VadError("--rules: a rules file is needed (or reasoning.rules in the config)")
 
     labels = read_frame_labels(args.labels)
     if args.videos:
@@ -78,25 +88,22 @@ def run_eval(args: argparse.Namespace) -> int:
         labels = {v: labels[v] for v in args.videos}
     descriptions = descriptions_for(read_descriptions(args.descriptions), labels,
                                     args.descriptions)
-    rules = load_rules(args.rules)
-    llm = build_llm(args.llm) if args.llm else None
+    rules = load_rules(config.rules)
+    llm = build_llm(config.llm) if config.llm else None
     params = {}
-    if args.deduction == "llm":
-        if llm is None:
-            raise VadError("--deduction llm needs --llm (transformers:DIR or openai:URL)")
-        params["llm"] = llm
     if args.normal:
         if args.deduction != "fast":
             raise VadError("--normal applies to --deduction fast")
         params["normal_descriptions"] = [line for lines in read_descriptions(
             args.normal).values() for line in lines]
-    deducer = build_deducer(args.deduction, rules, **params)
+    section = config.deduction if config.deduction.kind == args.deduction else args.deduction
+    deducer = build_deducer(section, rules, llm, **params)
     robust = None
     if args.robust:
         if llm is None:
             raise VadError("--robust needs --llm (transformers:DIR or openai:URL)")
         robust = RobustReasoner(rules, llm)
-    config = PipelineConfig(args.perception, args.robust, args.score, SmoothingConfig(
+    stages = PipelineConfig(args.perception, args.robust, args.score, SmoothingConfig(
         args.alpha, args.window, _threshold(args.threshold), args.span))
     print(f"{'video':>6} {'frames':>6} {'anom':>5} {'auc':>7}  top rule")
 
@@ -108,7 +115,7 @@ def run_eval(args: argparse.Namespace) -> int:
               flush=True)
 
     start = time.perf_counter()
-    result = evaluate(descriptions, labels, deducer, config, robust, args.limit, on_video=show)
+    result = evaluate(descriptions, labels, deducer, stages, robust, args.limit, on_video=show)
     seconds = time.perf_counter() - start
     if args.plot:
         from reasoning.evaluation import plot_result
@@ -128,53 +135,54 @@ def register_more(commands: argparse._SubParsersAction) -> None:
     de = commands.add_parser("describe", help="write per-frame descriptions of videos")
     de.add_argument("videos", nargs="+", help="video files or frame folders")
     de.add_argument("--out", required=True, help="directory for <prefix>_<video>.txt files")
-    de.add_argument("--describer", choices=("detector", "vlm"), default="detector")
-    de.add_argument("--model", help="detector: YOLOX ONNX path; vlm: HF id or directory")
+    config_flag(de, "--describer", key="reasoning.describer.kind", choices=("detector", "vlm"),
+                help="describer")
+    de.add_argument("--model", help="detector: YOLOX ONNX path (config "
+                                    "reasoning.describer.model_path); vlm: HF id or directory "
+                                    "(reasoning.describer.model)")
     de.add_argument("--prefix", default="test", help="file name prefix (default test)")
     de.add_argument("--calibrate", nargs="+", metavar="NORMAL_VIDEO",
                     help="detector: measure normal walking speed on these normal videos")
-    de.add_argument("--normal-speed", type=float,
-                    help="detector: normal walking speed in body heights/s (as --calibrate prints)")
+    config_flag(de, "--normal-speed", key="reasoning.describer.motion.normal_speed", type=float,
+                help="detector: normal walking speed in body heights/s (as --calibrate prints)")
+    add_config_args(de)
     de.set_defaults(func=run_describe)
 
     ind = commands.add_parser("induce", help="rules from descriptions of normal frames")
     ind.add_argument("descriptions", nargs="+", help="description files or directories")
-    ind.add_argument("--llm", required=True, help="transformers:DIR or openai:URL[#MODEL]")
+    config_flag(ind, "--llm", key="reasoning.llm.spec", help="transformers:DIR or openai:URL[#MODEL]")
     ind.add_argument("--out", required=True, help="rules file to write")
-    ind.add_argument("--batches", type=int, default=5)
-    ind.add_argument("--batch-size", type=int, default=5)
-    ind.add_argument("--min-fraction", type=float, default=0.5,
-                     help="keep a normal rule found in at least this fraction of batches")
-    ind.add_argument("--seed", type=int, default=0)
+    config_flag(ind, "--batches", key="reasoning.induction.batches", type=int,
+                help="batches of sampled descriptions")
+    config_flag(ind, "--batch-size", key="reasoning.induction.batch_size", type=int,
+                help="descriptions per batch")
+    config_flag(ind, "--min-fraction", key="reasoning.induction.min_fraction", type=float,
+                help="keep a normal rule found in at least this fraction of batches")
+    config_flag(ind, "--seed", key="reasoning.induction.seed", type=int, help="sampling seed")
+    add_config_args(ind)
     ind.set_defaults(func=run_induce)
 
 
 def run_describe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from reasoning.describers import MotionConfig, build_describer, calibrate_normal_speed
+    from reasoning.describers import build_describer, calibrate_normal_speed
     from reasoning.descriptions import write_descriptions
     from streams.sources import open_source
     from vad.errors import VadError
 
-    params = {}
-    if args.describer == "detector":
-        params["model_path"] = args.model
-    elif args.describer == "vlm":
-        if not args.model:
-            raise VadError("--describer vlm needs --model (a Hugging Face id or directory)")
-        params["model"] = args.model
-    describer = build_describer(args.describer, **params)
+    extra = {}
+    if args.model:  # one flag, the field of whichever describer runs
+        kind = config_from_args(args).reasoning.describer.kind
+        extra[f"reasoning.describer.{'model' if kind == 'vlm' else 'model_path'}"] = args.model
+    config = config_from_args(args, extra).reasoning.describer
+    if args.calibrate and config.kind != "detector":
+        raise VadError("--calibrate applies to --describer detector only")
+    describer = build_describer(config)
     if args.calibrate:
-        if args.describer != "detector":
-            raise VadError("--calibrate applies to --describer detector only")
         speed = calibrate_normal_speed(describer, [open_source(v) for v in args.calibrate])
         print(f"normal walking speed: {speed:.3f} body heights/s")
-        args.normal_speed = speed
-    if args.normal_speed:
-        if args.describer != "detector":
-            raise VadError("--normal-speed applies to --describer detector only")
-        describer.motion = MotionConfig(normal_speed=args.normal_speed)
+        describer.motion = describer.motion.model_copy(update={"normal_speed": speed})
     for video in args.videos:
         source = open_source(video)
         if hasattr(describer, "reset"):
@@ -195,6 +203,9 @@ def run_induce(args: argparse.Namespace) -> int:
     from reasoning.rules import save_rules
     from vad.errors import VadError
 
+    config = config_from_args(args).reasoning
+    if config.llm is None:
+        raise VadError("--llm: an LLM is needed (or reasoning.llm in the config)")
     lines: list[str] = []
     for spec in args.descriptions:
         path = Path(spec)
@@ -204,9 +215,10 @@ def run_induce(args: argparse.Namespace) -> int:
             lines += path.read_text().splitlines()
         else:
             raise VadError(f"{path}: no such description file or directory")
-    rules, batches = induce_rules(lines, build_llm(args.llm), args.batches, args.batch_size,
-                                  args.min_fraction, args.seed)
-    print(f"{len(batches)}/{args.batches} batches gave rules; kept {len(rules.normal)} normal "
-          f"and {len(rules.anomaly)} anomaly rules")
+    induction = config.induction
+    rules, batches = induce_rules(lines, build_llm(config.llm), induction.batches,
+                                  induction.batch_size, induction.min_fraction, induction.seed)
+    print(f"{len(batches)}/{induction.batches} batches gave rules; kept {len(rules.normal)} "
+          f"normal and {len(rules.anomaly)} anomaly rules")
     print(f"rules: {save_rules(rules, args.out)}")
     return 0

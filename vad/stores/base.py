@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from urllib.parse import urlparse
 
 import numpy as np
 
+from vad.config.sections import StoreConfig
 from vad.errors import VadError
-from vad.types import ALERT_STATUSES, Alert
+from vad.registry import Registry
+from vad.types import ALERT_STATUSES, Alert, Box, CameraStatus, Gap
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,7 @@ class AlertQuery:
     min_score: float | None = None
     since: float | None = None  # event start time (s) lower bound
     until: float | None = None
+    kind: str | None = None  # one of vad.types.ALERT_KINDS
     limit: int = 200
 
 
@@ -60,7 +64,16 @@ class AlertStore(ABC):
                end_frame: int | None = None) -> ScoreSeries: ...
 
     @abstractmethod
-    def cameras(self) -> list[str]: ...
+    def cameras(self) -> list[str]:
+        """Cameras with alerts, scores or a status, sorted."""
+
+    @abstractmethod
+    def set_camera_status(self, status: CameraStatus) -> None:
+        """Replace the camera's live status."""
+
+    @abstractmethod
+    def camera_statuses(self) -> dict[str, CameraStatus]:
+        """The last status of every live camera, by camera id."""
 
     def close(self) -> None:
         """Release connections."""
@@ -72,29 +85,49 @@ class AlertStore(ABC):
         self.close()
 
 
+def boxes_to_json(boxes: Sequence[Box]) -> str:
+    return json.dumps([asdict(box) for box in boxes]) if boxes else ""
+
+
+def boxes_from_json(text: str | bytes | None) -> tuple[Box, ...]:
+    return tuple(Box(**item) for item in json.loads(text)) if text else ()
+
+
+def status_to_json(status: CameraStatus) -> str:
+    return json.dumps(asdict(status))
+
+
+def status_from_json(text: str | bytes) -> CameraStatus:
+    values = json.loads(text)
+    values["gaps"] = tuple(Gap(**gap) for gap in values.get("gaps", ()))
+    return CameraStatus(**values)
+
+
 def check_status(status: str) -> None:
     if status not in ALERT_STATUSES:
         raise VadError(f"unknown alert status {status!r}; expected one of {', '.join(ALERT_STATUSES)}")
 
 
-_STORES: dict[str, Callable[[str], AlertStore]] = {}
+STORES: Registry[AlertStore] = Registry("alert store scheme")
 
 
-def register_store(*schemes: str) -> Callable[[Callable[[str], AlertStore]], Callable[[str], AlertStore]]:
-    """Register a store factory taking the full URL, for the given URL schemes."""
+def register_store(*schemes: str) -> Callable[[Callable[[StoreConfig], AlertStore]],
+                                             Callable[[StoreConfig], AlertStore]]:
+    """Register a store factory taking the store section, for the given URL schemes."""
 
-    def wrap(factory: Callable[[str], AlertStore]) -> Callable[[str], AlertStore]:
+    def wrap(factory: Callable[[StoreConfig], AlertStore]) -> Callable[[StoreConfig], AlertStore]:
         for scheme in schemes:
-            _STORES[scheme] = factory
+            STORES.register(scheme)(factory)
         return factory
 
     return wrap
 
 
-def open_store(url: str) -> AlertStore:
-    """`sqlite:///path.db`, `redis://host:port/db`, ... A bare path means SQLite."""
-    scheme = urlparse(url).scheme if "://" in url else "sqlite"
-    if scheme not in _STORES:
-        raise VadError(f"{url}: unknown alert store scheme {scheme!r}; "
-                       f"available: {', '.join(sorted(_STORES))}")
-    return _STORES[scheme](url if "://" in url else f"sqlite:///{url}")
+def open_store(config: StoreConfig | str) -> AlertStore:
+    """The store of a `store:` section, or of a URL (`sqlite:///path.db`, `redis://host:port/db`;
+    a bare path means SQLite) with the default options."""
+    if isinstance(config, str):
+        config = StoreConfig(url=config)
+    url = config.url if "://" in config.url else f"sqlite:///{config.url}"
+    config = config.model_copy(update={"url": url})
+    return STORES.get(urlparse(url).scheme)(config)

@@ -8,6 +8,7 @@ Layout (prefix `vad` by default, `?prefix=` in the URL changes it):
 - `vad:camera:<cam>:alerts`   the same, per camera
 - `vad:scores:<cam>`          sorted set: the camera's fused score timeline, by frame index
 - `vad:cameras`               set of camera ids
+- `vad:camera-status`         hash: camera id -> its last live status (JSON)
 
 When Redis cannot be reached, writes go to a bounded on-disk spool (SQLite) in order and are
 replayed when it answers again, so an outage loses nothing; reads raise `StoreUnavailableError`.
@@ -22,10 +23,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
+from urllib.parse import urlparse
 
 import numpy as np
 import redis
@@ -33,8 +34,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from vad.errors import VadError
-from vad.stores.base import AlertQuery, AlertStore, ScoreSeries, check_status, register_store
-from vad.types import Alert
+from vad.config.sections import RedisStoreConfig, StoreConfig
+from vad.stores.base import (AlertQuery, AlertStore, ScoreSeries, boxes_from_json, boxes_to_json,
+                             check_status, register_store, status_from_json, status_to_json)
+from vad.types import Alert, CameraStatus
+from vad.urls import redacted
 
 log = logging.getLogger(__name__)
 
@@ -66,25 +70,17 @@ class StoreUnavailableError(VadError):
     """The store cannot be reached and (for writes) its spool is full."""
 
 
-@dataclass(frozen=True)
-class RedisStoreOptions:
-    prefix: str = "vad"
-    spool: str | None = None  # default: ~/.cache/vad/redis-spool-<host>-<port>-<db>.sqlite
-    spool_max_mb: float = 512.0
-    retry_seconds: float = 2.0  # how often an unreachable Redis is tried again
-    stream_maxlen: int = 100_000
-
-
 class RedisAlertStore(AlertStore):
-    def __init__(self, url: str, options: RedisStoreOptions = RedisStoreOptions()):
+    def __init__(self, url: str, options: RedisStoreConfig):
         self.url = url
         self.options = options
         self._client = redis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=15,
+            url, socket_connect_timeout=options.connect_timeout_s,
+            socket_timeout=options.socket_timeout_s, health_check_interval=15,
             # One immediate retry re-dials a pooled connection of a restarted server.
             retry=Retry(NoBackoff(), 1))
         self._put_script = self._client.register_script(_PUT_SCRIPT)
-        self._spool = _Spool(Path(options.spool or _default_spool(url)),
+        self._spool = _Spool(Path(options.spool or _default_spool(url, options.prefix)),
                              int(options.spool_max_mb * 1024 * 1024))
         self._lock = threading.RLock()
         self._retry_at = 0.0
@@ -107,6 +103,10 @@ class RedisAlertStore(AlertStore):
         self._write("scores", {"camera_id": camera_id, "indices": [int(i) for i in indices],
                                "timestamps": [float(t) for t in timestamps],
                                "scores": [float(s) for s in scores]})
+
+    def set_camera_status(self, status: CameraStatus) -> None:
+        self._write("camera_status", {"camera_id": status.camera_id,
+                                      "status": status_to_json(status)})
 
     def set_status(self, alert_id: str, status: str, note: str = "") -> None:
         check_status(status)
@@ -140,10 +140,10 @@ class RedisAlertStore(AlertStore):
     def _apply_put(self, payload: dict[str, Any]) -> bool:
         alert = _alert_from_json(payload)
         camera = alert.camera_id
-        always = [(name, _to_redis(getattr(alert, name))) for name in _FIELD_TYPES
+        always = [(name, _to_redis(name, getattr(alert, name))) for name in _FIELD_TYPES
                   if name not in _OPERATOR_FIELDS]
-        once = [(name, _to_redis(getattr(alert, name))) for name in _OPERATOR_FIELDS]
-        once.append(("status_at", _to_redis(alert.created_at)))
+        once = [(name, _to_redis(name, getattr(alert, name))) for name in _OPERATOR_FIELDS]
+        once.append(("status_at", _to_redis("status_at", alert.created_at)))
         args = [alert.id, alert.created_at, camera, self.options.stream_maxlen, len(always)]
         args += [item for pair in always + once for item in pair]
         keys = [self._key("alert", alert.id), self._key("alerts"), self._key("alerts", "index"),
@@ -168,6 +168,12 @@ class RedisAlertStore(AlertStore):
             pipe.xadd(self._key("alerts"), {"type": "status", "id": payload["id"],
                                             "status": payload["status"]},
                       maxlen=self.options.stream_maxlen, approximate=True)
+            pipe.execute()
+
+    def _apply_camera_status(self, payload: dict[str, Any]) -> None:
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key("camera-status"), payload["camera_id"], payload["status"])
+            pipe.sadd(self._key("cameras"), payload["camera_id"])
             pipe.execute()
 
     # -- the spool ----------------------------------------------------------------------------
@@ -253,6 +259,11 @@ class RedisAlertStore(AlertStore):
         members = self._read(lambda: self._client.smembers(self._key("cameras")))
         return sorted(member.decode() for member in members)
 
+    def camera_statuses(self) -> dict[str, CameraStatus]:
+        raw = self._read(lambda: self._client.hgetall(self._key("camera-status")))
+        statuses = sorted(map(status_from_json, raw.values()), key=lambda s: s.camera_id)
+        return {status.camera_id: status for status in statuses}
+
     def close(self) -> None:
         self._closed.set()
         if self._flusher is not None:
@@ -265,20 +276,21 @@ class RedisAlertStore(AlertStore):
             self._client.close()
 
     def _safe_url(self) -> str:
-        parsed = urlparse(self.url)
-        return urlunparse(parsed._replace(netloc=parsed.hostname + (f":{parsed.port}"
-                                                                    if parsed.port else "")))
+        return redacted(self.url)
 
 
 def _matches(alert: Alert, query: AlertQuery) -> bool:
     return ((query.status is None or alert.status == query.status)
             and (query.min_score is None or alert.peak_score >= query.min_score)
             and (query.since is None or alert.start_time >= query.since)
-            and (query.until is None or alert.start_time <= query.until))
+            and (query.until is None or alert.start_time <= query.until)
+            and (query.kind is None or alert.kind == query.kind))
 
 
 # -- (de)serialisation --------------------------------------------------------------------------
-def _to_redis(value: Any) -> bytes | str:
+def _to_redis(name: str, value: Any) -> bytes | str:
+    if name == "boxes":
+        return boxes_to_json(value)
     if isinstance(value, bytes):
         return value
     if value is None:
@@ -286,23 +298,32 @@ def _to_redis(value: Any) -> bytes | str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+# Defaults of fields an older release did not write.
+_DEFAULTS = {f.name: f.default for f in fields(Alert) if f.default is not MISSING}
+
+
 def _alert_from_redis(raw: dict[bytes, bytes]) -> Alert:
     values = {}
     for name, kind in _FIELD_TYPES.items():
-        data = raw.get(name.encode(), b"")
-        if name in _BYTES_FIELDS:
+        data = raw.get(name.encode())
+        if data is None and name in _DEFAULTS:
+            values[name] = _DEFAULTS[name]
+        elif name == "boxes":
+            values[name] = boxes_from_json(data)
+        elif name in _BYTES_FIELDS:
             values[name] = data or None
         elif kind in ("int", int):
-            values[name] = int(data)
+            values[name] = int(data or 0)
         elif kind in ("float", float):
-            values[name] = float(data)
+            values[name] = float(data or 0)
         else:
-            values[name] = data.decode()
+            values[name] = (data or b"").decode()
     return Alert(**values)
 
 
 def _alert_to_json(alert: Alert) -> dict[str, Any]:
     values = {name: getattr(alert, name) for name in _FIELD_TYPES}
+    values["boxes"] = boxes_to_json(alert.boxes)
     for name in _BYTES_FIELDS:
         if values[name] is not None:
             values[name] = base64.b64encode(values[name]).decode()
@@ -311,6 +332,7 @@ def _alert_to_json(alert: Alert) -> dict[str, Any]:
 
 def _alert_from_json(values: dict[str, Any]) -> Alert:
     values = dict(values)
+    values["boxes"] = boxes_from_json(values.get("boxes"))
     for name in _BYTES_FIELDS:
         if values[name] is not None:
             values[name] = base64.b64decode(values[name])
@@ -371,32 +393,18 @@ class _Spool:
             self._db.close()
 
 
-def _default_spool(url: str) -> Path:
+def _default_spool(url: str, prefix: str) -> Path:
     parsed = urlparse(url)
-    name = f"redis-spool-{parsed.hostname}-{parsed.port or 6379}-{parsed.path.strip('/') or 0}"
+    name = (f"redis-spool-{parsed.hostname}-{parsed.port or 6379}-"
+            f"{parsed.path.strip('/') or 0}-{prefix}")
     return Path.home() / ".cache" / "vad" / f"{name}.sqlite"
 
 
-_OPTION_PARSERS: dict[str, Callable[[str], Any]] = {
-    "prefix": str, "spool": str, "spool_max_mb": float, "retry_seconds": float,
-    "stream_maxlen": int}
-
-
 @register_store("redis", "rediss")
-def _open_redis(url: str) -> RedisAlertStore:
-    """`redis://host:port/db?prefix=vad&spool=/var/lib/vad/spool.sqlite&spool_max_mb=512`;
-    other query parameters go to redis-py."""
-    parsed = urlparse(url)
-    if not parsed.hostname:
-        raise VadError(f"{url}: a Redis URL needs a host, e.g. redis://localhost:6379/0")
-    ours, theirs = {}, []
-    for name, value in parse_qsl(parsed.query):
-        if name in _OPTION_PARSERS:
-            try:
-                ours[name] = _OPTION_PARSERS[name](value)
-            except ValueError:
-                raise VadError(f"{url}: invalid {name}={value!r}") from None
-        else:
-            theirs.append((name, value))
-    return RedisAlertStore(urlunparse(parsed._replace(query=urlencode(theirs))),
-                           RedisStoreOptions(**ours))
+def _open_redis(config: StoreConfig) -> RedisAlertStore:
+    """`redis://[:password@]host:port/db` (query parameters go to redis-py) with the options
+    of the `store.redis` section."""
+    if not urlparse(config.url).hostname:
+        raise VadError(f"{redacted(config.url)}: a Redis URL needs a host, "
+                       "e.g. redis://localhost:6379/0")
+    return RedisAlertStore(config.url, config.redis)

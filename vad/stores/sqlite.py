@@ -11,43 +11,87 @@ from pathlib import Path
 import numpy as np
 
 from vad.errors import VadError
-from vad.stores.base import AlertQuery, AlertStore, ScoreSeries, check_status, register_store
-from vad.types import Alert
+from vad.config.sections import StoreConfig
+from vad.stores.base import (AlertQuery, AlertStore, ScoreSeries, boxes_from_json, boxes_to_json,
+                             check_status, register_store, status_from_json, status_to_json)
+from vad.types import Alert, CameraStatus
 
 _ALERT_FIELDS = [f.name for f in fields(Alert)]
 # Columns an operator owns: re-processing a stream must not reset them.
 _OPERATOR_FIELDS = {"status", "note", "created_at"}
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    id TEXT PRIMARY KEY, camera_id TEXT NOT NULL, start_frame INTEGER, end_frame INTEGER,
-    start_time REAL, end_time REAL, peak_frame INTEGER, peak_score REAL, mean_score REAL,
-    created_at REAL, status TEXT, note TEXT, explanation TEXT, rule TEXT,
-    motion_description TEXT, objects TEXT, keyframe_jpeg BLOB, heatmap_png BLOB
-);
-CREATE INDEX IF NOT EXISTS alerts_camera_time ON alerts (camera_id, start_time);
-CREATE TABLE IF NOT EXISTS scores (
-    camera_id TEXT NOT NULL, frame INTEGER NOT NULL, timestamp REAL, score REAL,
-    PRIMARY KEY (camera_id, frame)
-);
-"""
+# Schema migrations: version N is reached by running _MIGRATIONS[N - 1] on version N - 1. The
+# 0.1.0 release wrote version 0 (no user_version) with the tables of the first step, so that
+# step only creates what is missing.
+_MIGRATIONS = [
+    """
+    CREATE TABLE IF NOT EXISTS alerts (
+        id TEXT PRIMARY KEY, camera_id TEXT NOT NULL, start_frame INTEGER, end_frame INTEGER,
+        start_time REAL, end_time REAL, peak_frame INTEGER, peak_score REAL, mean_score REAL,
+        created_at REAL, status TEXT, note TEXT, explanation TEXT, rule TEXT,
+        motion_description TEXT, objects TEXT, keyframe_jpeg BLOB, heatmap_png BLOB
+    );
+    CREATE INDEX IF NOT EXISTS alerts_camera_time ON alerts (camera_id, start_time);
+    CREATE TABLE IF NOT EXISTS scores (
+        camera_id TEXT NOT NULL, frame INTEGER NOT NULL, timestamp REAL, score REAL,
+        PRIMARY KEY (camera_id, frame)
+    );
+    """,
+    # Scorer results beyond the score: boxes at the peak (JSON) and the anomaly class.
+    """
+    ALTER TABLE alerts ADD COLUMN boxes TEXT NOT NULL DEFAULT '';
+    ALTER TABLE alerts ADD COLUMN label TEXT NOT NULL DEFAULT '';
+    ALTER TABLE alerts ADD COLUMN label_confidence REAL NOT NULL DEFAULT 0;
+    """,
+    # Live cameras: what raised an alert (an anomaly or a camera offline), and each camera's
+    # last status (a CameraStatus as JSON).
+    """
+    ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'anomaly';
+    CREATE TABLE camera_status (
+        camera_id TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL, status TEXT NOT NULL
+    );
+    """,
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, path: str) -> int:
+    """Bring the database to SCHEMA_VERSION; returns the version it had. One transaction
+    holding the write lock from the version check on: a failed migration leaves the version
+    it found, and processes opening a store at once migrate it once."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise VadError(f"{path}: written by a newer vad (schema {version}, this one knows "
+                           f"{SCHEMA_VERSION}); upgrade vad to read it")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in (s for s in _MIGRATIONS[target - 1].split(";") if s.strip()):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {target}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return version
 
 
 class SQLiteAlertStore(AlertStore):
     def __init__(self, path: str | Path):
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+            migrate(self._db, self.path)
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise VadError(f"{self.path}: not a usable SQLite alert store ({exc})") from None
         self._lock = threading.Lock()
 
     def put(self, alert: Alert) -> bool:
         values = {name: getattr(alert, name) for name in _ALERT_FIELDS}
+        values["boxes"] = boxes_to_json(alert.boxes)
         updates = ", ".join(f"{n}=excluded.{n}" for n in _ALERT_FIELDS
                             if n != "id" and n not in _OPERATOR_FIELDS)
         with self._lock, self._db:
@@ -69,7 +113,8 @@ class SQLiteAlertStore(AlertStore):
                                   ("status", "=", query.status),
                                   ("peak_score", ">=", query.min_score),
                                   ("start_time", ">=", query.since),
-                                  ("start_time", "<=", query.until)):
+                                  ("start_time", "<=", query.until),
+                                  ("kind", "=", query.kind)):
             if value is not None:
                 clauses.append(f"{column} {op} ?")
                 params.append(value)
@@ -81,7 +126,12 @@ class SQLiteAlertStore(AlertStore):
         with self._lock:
             rows = self._db.execute(f"SELECT {', '.join(_ALERT_FIELDS)} FROM alerts {tail}",
                                     params).fetchall()
-        return [Alert(**dict(zip(_ALERT_FIELDS, row))) for row in rows]
+        alerts = []
+        for row in rows:
+            values = dict(zip(_ALERT_FIELDS, row))
+            values["boxes"] = boxes_from_json(values["boxes"])
+            alerts.append(Alert(**values))
+        return alerts
 
     def set_status(self, alert_id: str, status: str, note: str = "") -> None:
         check_status(status)
@@ -112,8 +162,21 @@ class SQLiteAlertStore(AlertStore):
     def cameras(self) -> list[str]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT camera_id FROM alerts UNION SELECT camera_id FROM scores ORDER BY 1")
+                "SELECT camera_id FROM alerts UNION SELECT camera_id FROM scores "
+                "UNION SELECT camera_id FROM camera_status ORDER BY 1")
             return [row[0] for row in rows.fetchall()]
+
+    def set_camera_status(self, status: CameraStatus) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO camera_status VALUES (?, ?, ?, ?)",
+                             (status.camera_id, status.state, status.updated_at,
+                              status_to_json(status)))
+
+    def camera_statuses(self) -> dict[str, CameraStatus]:
+        with self._lock:
+            rows = self._db.execute("SELECT status FROM camera_status ORDER BY camera_id")
+            statuses = [status_from_json(row[0]) for row in rows.fetchall()]
+        return {status.camera_id: status for status in statuses}
 
     def close(self) -> None:
         with self._lock:
@@ -121,8 +184,10 @@ class SQLiteAlertStore(AlertStore):
 
 
 @register_store("sqlite")
-def _open_sqlite(url: str) -> SQLiteAlertStore:
+def _open_sqlite(config: StoreConfig) -> SQLiteAlertStore:
     # sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:
-    path = url.split("://", 1)[1]
+    path = config.url.split("://", 1)[1]
     path = path[1:] if path.startswith("/") else path
-    return SQLiteAlertStore(path or "vad.db")
+    if not path:
+        raise VadError(f"{config.url}: a SQLite store URL needs a file, e.g. sqlite:///vad.db")
+    return SQLiteAlertStore(path)
