@@ -430,6 +430,9 @@ def test_vlm_describer_with_a_tiny_random_model(tmp_path):
         text_config=dict(vocab_size=len(words), hidden_size=16, intermediate_size=32,
                          num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=64,
                          bos_token_id=2, sep_token_id=3, pad_token_id=0))
+    import torch
+
+    torch.manual_seed(0)  # random weights, but the same ones every run
     BlipForConditionalGeneration(config).save_pretrained(tmp_path / "vlm")
     processor.save_pretrained(tmp_path / "vlm")
     describer = build_describer(VLMDescriberConfig(kind="vlm", model=str(tmp_path / "vlm"),
