@@ -238,13 +238,18 @@ class OpenAICompatibleLLM(LLM):
             time.sleep(delay)
             delay *= 2
 
-    def _payload(self, prompt: str, max_new_tokens: int) -> dict:
-        return {"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                "max_tokens": max_new_tokens, "temperature": self.config.temperature}
+    def _payload(self, messages: list[dict], max_tokens: int, **options) -> dict:
+        return {"model": self.model, "messages": messages, "max_tokens": max_tokens,
+                "temperature": self.config.temperature, **options}
 
     def generate(self, prompt: str, max_new_tokens: int = 256) -> str:
-        return str(self._complete(self._payload(prompt, max_new_tokens))["message"]["content"]
-                   ).strip()
+        return self.chat([{"role": "user", "content": prompt}], max_new_tokens).strip()
+
+    def chat(self, messages: list[dict], max_tokens: int, **options) -> str:
+        """The reply to `messages` (contents may hold images) verbatim; `options` are extra
+        request fields (e.g. `seed`)."""
+        choice = self._complete(self._payload(messages, max_tokens, **options))
+        return str(choice["message"]["content"] or "")
 
     def option_logprobs(self, prompt: str, options: Sequence[str],
                         answer_prefix: str = "") -> dict[str, float] | None:
@@ -252,7 +257,8 @@ class OpenAICompatibleLLM(LLM):
         (vLLM, llama.cpp server, OpenAI do); None otherwise or with an answer prefix."""
         if answer_prefix:
             return None
-        payload = self._payload(prompt, 1) | {"logprobs": True, "top_logprobs": 20}
+        payload = self._payload([{"role": "user", "content": prompt}], 1, logprobs=True,
+                                top_logprobs=20)
         try:
             first = self._complete(payload)["logprobs"]["content"][0]
             candidates = {str(t["token"]): float(t["logprob"])
