@@ -190,6 +190,7 @@ def alert_detail(store: AlertStore, alert_id: str, settings: DashboardSettings) 
     badges.badge(row.event_time, color="gray")
     badges.badge(f"{row.duration} ({row.frames} frames)", color="gray")
     show_evidence(alert)
+    predicted_class(alert)
     timeline(store, alert, settings)
     reasoning(alert)
     triage_form(alert, settings)
@@ -202,6 +203,13 @@ def show_evidence(alert: Alert) -> None:
         st.warning(f"No evidence image: {exc}.", icon=":material/hide_image:")
         return
     st.image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), caption=caption, width="stretch")
+
+
+def predicted_class(alert: Alert) -> None:
+    """The anomaly class a scorer named for the event (e.g. vadclip's "Fighting")."""
+    if alert.label:
+        st.markdown(f"**Predicted class:** {alert.label} "
+                    f"(confidence {alert.label_confidence:.0%})")
 
 
 def timeline(store: AlertStore, alert: Alert, settings: DashboardSettings) -> None:

@@ -13,6 +13,7 @@ from vad.errors import VadError
 
 COMMAND_MODULES = [
     "vad.commands.fit",
+    "vad.commands.features",
     "vad.commands.run",
     "vad.commands.eval",
     "vad.commands.dashboard",

@@ -18,7 +18,8 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError, model
 
 from vad.config.base import Section, shorthand
 from vad.config.reasoning import ReasoningConfig
-from vad.config.scorers import FrameDiffEntry, ScorerEntry, fixed_fields, params_model, scorer_entry
+from vad.config.scorers import (FrameDiffEntry, ScorerEntry, SnippetEncoding, fixed_fields,
+                                params_model, scorer_entry)
 from vad.config.sections import (DashboardConfig, DataConfig, EventConfig, KafkaConfig,
                                  PostprocessConfig, PublishConfig, ServeConfig, StoreConfig,
                                  WindowConfig)
@@ -66,6 +67,8 @@ class VadConfig(PipelineSettings):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    features: SnippetEncoding = Field(default_factory=SnippetEncoding, description=(
+        "snippet embeddings written by `vad features` (the vadclip scorer's input)"))
     vane: VaneConfig = Field(default_factory=VaneConfig)
     cameras: dict[CameraId, CameraConfig] = Field(default_factory=dict, description=(
         "per-camera sections, merged over the global scorers/window/postprocess/events/live"))
@@ -227,7 +230,8 @@ def validation_message(exc: ValidationError) -> str:
 
 
 # Discriminated unions name the chosen member in error locations; users never wrote it.
-_UNION_TAGS = {"frame-diff", "ct-d2gan", "motion", "detector", "files", "vlm", "embed", "llm"}
+_UNION_TAGS = {"frame-diff", "ct-d2gan", "motion", "vadclip", "detector", "files", "vlm", "embed",
+               "llm"}
 
 
 def config_yaml(config: Section, comments: bool = True) -> str:
