@@ -59,8 +59,9 @@ def _run_source(pipeline, source, args) -> list:
 
     frames = tqdm(source, total=len(source) or None, desc=f"camera {source.camera_id}",
                   unit="frame", disable=args.no_progress)
-    alerts = [alert for frame in frames for alert in pipeline.process(frame)]
-    return alerts + pipeline.finish(source.camera_id)
+    changes = [change for frame in frames for change in pipeline.process(frame)]
+    changes += pipeline.finish(source.camera_id)
+    return [change.alert for change in changes if change.kind == "closed"]
 
 
 def _print_alerts(alerts, camera_id: str) -> None:
