@@ -173,6 +173,7 @@ def test_checkpoints_are_saved_loaded_deleted_by_scope(store):
     store.save_states("g/t/0", {"cam1": b"newer", "cam2": None})
     assert store.load_state("g/t/0", "cam1") == b"newer"
     assert store.load_state("g/t/0", "cam2") is None
+    assert store.state_keys("g/t/0") == {"cam1"} and store.state_keys("g/t/9") == set()
     store.clear_states("g/t/0")
     assert store.load_state("g/t/0", "cam1") is None
     assert store.load_state("g/t/1", "cam1") == b"other partition"

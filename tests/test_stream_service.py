@@ -166,14 +166,16 @@ class WorkerThread:
     """A `StreamWorker` with its own pipeline and store, in a thread of this process."""
 
     def __init__(self, bootstrap: str, topic: str, group: str, store: StoreConfig | str,
-                 config_path: Path, max_message_bytes: int | None = None):
+                 config_path: Path, max_message_bytes: int | None = None,
+                 overrides: tuple[str, ...] = (), **serve):
         self.store = open_store(store)
         settings = KafkaConfig(bootstrap=bootstrap, topic=topic,
                                **({"max_message_bytes": max_message_bytes}
                                   if max_message_bytes else {}))
-        self.worker = StreamWorker(Pipeline.from_config(load_config(config_path), self.store),
-                                   settings, ServeConfig(group=group, commit_interval=0.2,
-                                                         metrics_interval=1.0))
+        options = ServeConfig(group=group, commit_interval=0.2, metrics_interval=1.0,
+                              metrics_port=0, **serve)
+        pipeline = Pipeline.from_config(load_config(config_path, list(overrides)), self.store)
+        self.worker = StreamWorker(pipeline, settings, options)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -258,7 +260,7 @@ def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(
             [sys.executable, "-m", "vad.cli", "serve", "--bootstrap", kafka_broker.bootstrap,
              "--topic", topic, "--group", group, "--store", redis_server.url,
              "--config", str(config_path), "--commit-interval", "0.2",
-             "--metrics-interval", "1"],
+             "--metrics-interval", "1", "--set", "serve.metrics_port=0"],
             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
             stdout=log.open("w"), stderr=subprocess.STDOUT)
 
@@ -354,14 +356,21 @@ def test_redis_outage_spools_alerts_and_delivers_them_all(kafka_broker, redis_se
         spool=str(tmp_path / "spool.sqlite"), retry_seconds=0.3))
     with WorkerThread(kafka_broker.bootstrap, topic, "outage", store, config_path) as worker:
         wait_until(lambda: len(worker.worker.assigned) == 2, 60, "partitions assigned")
+        time.sleep(1)  # positioned, checkpoint keys read
         redis_server.stop()
         publish_cameras(kafka_broker.bootstrap, topic, cameras)
-        wait_until(lambda: committed_offsets(kafka_broker.bootstrap, "outage", topic, 2)
-                   == end_offsets(kafka_broker.bootstrap, topic, 2), 60,
-                   "every frame processed and committed while Redis is down")
+        total = sum(map(len, cameras.values()))
+        wait_until(lambda: worker.worker.stats.frames == total, 60,
+                   "every frame processed while Redis is down")
         assert worker.store.spooled() > 0 and worker.error is None
+        # commits wait: a checkpoint never reaches Redis before the alerts it follows
+        assert committed_offsets(kafka_broker.bootstrap, "outage", topic, 2) != end_offsets(
+            kafka_broker.bootstrap, topic, 2)
         redis_server.start()
         wait_until(lambda: worker.store.spooled() == 0, 30, "the spool to drain")
+        wait_until(lambda: committed_offsets(kafka_broker.bootstrap, "outage", topic, 2)
+                   == end_offsets(kafka_broker.bootstrap, topic, 2), 30,
+                   "commits to resume once the spool drained")
     assert_matches_reference(redis_server.url, *expected)
     kafka_broker.delete_topics(topic, f"{topic}.dead-letter")
 

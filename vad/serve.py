@@ -218,6 +218,9 @@ class StreamWorker:
         self._careful: set[TopicPartition] = set()
         self._poison: dict[TopicPartition, int] = {}  # offset that killed the worker
         self._restarts: dict[TopicPartition, dict] = {}  # progress marker per partition
+        # Cameras with a checkpoint in the store, per partition (read once when assigned): a
+        # camera not among them starts fresh without asking the store.
+        self._checkpointed: dict[TopicPartition, set[str]] = {}
         self._open_alerts: set[str] = set()
         self.assigned: set[TopicPartition] = set()  # this member's partitions now
         self._stop = threading.Event()
@@ -305,6 +308,9 @@ class StreamWorker:
             todo, self._to_position = self._to_position & self.assigned, set()
         for tp in todo:
             position = self._start_position(tp)
+            self._checkpointed[tp] = self._read_store(
+                lambda: self.store.state_keys(self._scope(tp)), f"partition {tp.partition}"
+            ) or set()
             self._consumer.seek(tp, position)
             self._fetched[tp] = position
             self._count_restart(tp, position)
@@ -455,6 +461,7 @@ class StreamWorker:
                     self.store.save_states(self._scope(tp), states)
                 saved.add(tp)
                 with self._lock:
+                    self._checkpointed.setdefault(tp, set()).update(states)
                     unsaved = self._unsaved.get(tp, {})
                     for camera_id, state in states.items():
                         if unsaved.get(camera_id) is state:
@@ -660,16 +667,11 @@ class StreamWorker:
     def _load_checkpoint(self, tp: TopicPartition, camera_id: str) -> dict | None:
         """The camera's checkpoint for this topic, waiting while the store is unreachable."""
         with self._lock:
-            unsaved = self._unsaved.get(tp, {}).get(camera_id)
-        while not self._stop.is_set():
-            try:
-                data = unsaved or self.store.load_state(self._scope(tp), camera_id)
-                break
-            except StoreUnavailableError as exc:
-                log.warning("camera %s: checkpoint unreadable (%s); retrying", camera_id, exc)
-                self._stop.wait(1.0)
-        else:
-            return None
+            data = self._unsaved.get(tp, {}).get(camera_id)
+            known = camera_id in self._checkpointed.get(tp, ())
+        if data is None and known:
+            data = self._read_store(lambda: self.store.load_state(self._scope(tp), camera_id),
+                                    f"camera {camera_id}")
         if data is None:
             return None
         try:
@@ -680,6 +682,17 @@ class StreamWorker:
         if checkpoint.get("topic_id") != self._topic_id:
             return None  # of a topic since recreated
         return checkpoint
+
+    def _read_store(self, read, what: str):
+        """A checkpoint read, retried while the store is unreachable (nothing is known
+        without it); None when stopping."""
+        while not self._stop.is_set():
+            try:
+                return read()
+            except StoreUnavailableError as exc:
+                log.warning("%s: checkpoints unreadable (%s); retrying", what, exc)
+                self._stop.wait(1.0)
+        return None
 
     def _admit(self, tp: TopicPartition, camera_id: str, checkpoint: dict | None) -> _Camera:
         camera = _Camera(tp)
@@ -762,7 +775,8 @@ class StreamWorker:
             del self._cameras[camera_id]
         self._tracker.forget(partitions)
         for tp in partitions:
-            for table in (self._unsaved, self._fetched, self._poison, self._restarts):
+            for table in (self._unsaved, self._fetched, self._poison, self._restarts,
+                          self._checkpointed):
                 table.pop(tp, None)
             self._careful.discard(tp)
         return cameras

@@ -88,6 +88,9 @@ class AlertStore(ABC):
     def load_state(self, scope: str, key: str) -> bytes | None: ...
 
     @abstractmethod
+    def state_keys(self, scope: str) -> set[str]: ...
+
+    @abstractmethod
     def clear_states(self, scope: str) -> None:
         """Delete every checkpoint of the scope."""
 

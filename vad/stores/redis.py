@@ -219,6 +219,10 @@ class RedisAlertStore(AlertStore):
     def load_state(self, scope: str, key: str) -> bytes | None:
         return self._read(lambda: self._client.hget(self._key("checkpoints", scope), key))
 
+    def state_keys(self, scope: str) -> set[str]:
+        keys = self._read(lambda: self._client.hkeys(self._key("checkpoints", scope)))
+        return {key.decode() for key in keys}
+
     def clear_states(self, scope: str) -> None:
         self._read(lambda: self._client.delete(self._key("checkpoints", scope)))
 

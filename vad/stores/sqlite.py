@@ -119,6 +119,11 @@ class SQLiteAlertStore(AlertStore):
                                    (scope, key)).fetchone()
         return row[0] if row else None
 
+    def state_keys(self, scope: str) -> set[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT key FROM checkpoints WHERE scope=?", (scope,))
+            return {row[0] for row in rows.fetchall()}
+
     def clear_states(self, scope: str) -> None:
         with self._lock, self._db:
             self._db.execute("DELETE FROM checkpoints WHERE scope=?", (scope,))
