@@ -55,10 +55,15 @@ class WorkerStats:
     alerts: int = 0  # alerts opened
     commits: int = 0
     dead_lettered: Counter = field(default_factory=Counter)  # by reason
-    # Seconds from a record's producer timestamp to its frame processed, and from the producer
-    # timestamp of an event's first frame to its alert stored (opened).
+    # Seconds from a record's producer timestamp to its frame processed; from the producer
+    # timestamp of an event's first frame to its alert stored (opened); and from that of the
+    # frame that opened the alert (its event then lasted min_duration frames).
     frame_latency: deque = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     alert_latency: deque = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    open_latency: deque = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    # Frames from an event's first frame to the frame whose processing stored its alert: the
+    # pipeline's own delay (min_duration, clip batch), whatever the machine's speed.
+    alert_frames: deque = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
 
 
 def percentile(values: Iterable[float], q: float) -> float:
@@ -761,6 +766,10 @@ class StreamWorker:
             if start is not None:
                 self.stats.alert_latency.append(now - start)
                 self.metrics.alert_latency.observe(now - start)
+            if change.alert.end_frame in sent:
+                self.stats.open_latency.append(now - sent[change.alert.end_frame])
+            if frames:
+                self.stats.alert_frames.append(item.payload.index - change.alert.start_frame)
 
     # -- rebalances (called on kafka-python's IO thread, during the consumer's poll) ---------
     def _drop_partitions(self, partitions: set[TopicPartition],
