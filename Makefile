@@ -2,8 +2,15 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 VAD    := $(VENV)/bin/vad
-PED2   ?= ../shared/data/ped2
+SHARED_PED2 := ../shared/data/ped2
+# Without ../shared, `make demo` fetches Ped2 from its publisher into the cache (vad data fetch).
+DATA_CACHE ?= $(HOME)/.cache/vad
+PED2   ?= $(if $(wildcard $(SHARED_PED2)/test_labels.csv),$(SHARED_PED2),$(DATA_CACHE)/ped2)
+PED2_URL ?=
 VIDEO  ?= $(PED2)/test/04.mp4
+# The describer's detector: ../shared's copy when present, else Megvii's release in the cache.
+SHARED_YOLOX := ../shared/models/yolox_nano.onnx
+YOLOX  ?= $(if $(wildcard $(SHARED_YOLOX)),$(SHARED_YOLOX),$(DATA_CACHE)/models/yolox_nano.onnx)
 STORE  ?=
 CONFIG ?= configs/demo.yaml
 
@@ -21,8 +28,11 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-packages.sh
 	touch $@
 
 demo: setup
-	@test -f $(VIDEO) || { echo "error: demo video $(VIDEO) not found: UCSD Ped2 is expected at $(PED2) (set PED2=... or VIDEO=...)"; exit 2; }
-	HF_HUB_OFFLINE=1 $(VAD) run $(VIDEO) --config $(CONFIG) $(if $(STORE),--store $(STORE))
+	@test -f $(VIDEO) || test -f $(PED2)/test_labels.csv || \
+		$(VAD) data fetch ped2 --to $(PED2) --cache $(DATA_CACHE)$(if $(PED2_URL), --url $(PED2_URL))
+	@test -f $(YOLOX) || $(VAD) data fetch yolox-nano --to $(YOLOX)
+	HF_HUB_OFFLINE=1 $(VAD) run $(VIDEO) --config $(CONFIG) $(if $(STORE),--store $(STORE)) \
+		--set reasoning.describer.model_path=$(YOLOX)
 
 test: setup
 	$(PY) -m ruff check .

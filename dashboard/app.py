@@ -22,7 +22,7 @@ from dashboard.settings import DashboardSettings
 from vad.config.sections import StoreConfig
 from vad.errors import VadError
 from vad.stores import AlertQuery, AlertStore, open_store
-from vad.types import ALERT_STATUSES, Alert
+from vad.types import ALERT_STATUSES, Alert, CameraStatus
 
 log = logging.getLogger("vad.dashboard")
 
@@ -31,6 +31,8 @@ ANY = "Any"
 TIMELINE_PAD = 60
 FEED_COLUMNS = [1.0, 1.3, 2.3, 1.5, 2.1, 0.9]
 TRIAGE_ACTIONS = (("acknowledged", "Acknowledge"), ("resolved", "Resolve"), ("new", "Reopen"))
+CAMERA_STATE_COLORS = {"online": "green", "reconnecting": "orange", "stalled": "orange",
+                       "offline": "red"}
 
 
 @st.cache_resource(show_spinner=False)
@@ -268,6 +270,7 @@ def cameras_view(settings: DashboardSettings) -> None:
             store = get_store(settings.store.model_dump_json())
             cameras = store.cameras()
             alerts = store.query(AlertQuery(limit=100_000))
+            statuses = store.camera_statuses()
         except Exception as exc:  # noqa: BLE001
             show_failure(settings.store_label, exc)
             return
@@ -276,7 +279,8 @@ def cameras_view(settings: DashboardSettings) -> None:
             return
         for camera in cameras:
             try:
-                camera_panel(store, camera, [a for a in alerts if a.camera_id == camera], settings)
+                camera_panel(store, camera, [a for a in alerts if a.camera_id == camera], settings,
+                             statuses.get(camera))
             except Exception as exc:  # noqa: BLE001
                 show_failure(settings.store_label, exc)
 
@@ -284,10 +288,12 @@ def cameras_view(settings: DashboardSettings) -> None:
 
 
 def camera_panel(store: AlertStore, camera: str, alerts: list[Alert],
-                 settings: DashboardSettings) -> None:
+                 settings: DashboardSettings, status: CameraStatus | None = None) -> None:
     series = store.scores(camera)
     with st.container(border=True):
         st.subheader(camera)
+        if status is not None:
+            camera_status(status)
         metrics = st.columns(4)
         metrics[0].metric("Alerts", len(alerts))
         metrics[1].metric("Open (new)", sum(a.status == "new" for a in alerts))
@@ -307,6 +313,19 @@ def camera_panel(store: AlertStore, camera: str, alerts: list[Alert],
         else:
             metrics[2].metric("Last frame seen", "none")
             st.caption("No score timeline recorded for this camera.")
+
+
+def camera_status(status: CameraStatus) -> None:
+    """A live camera's connection: its state since when, its last error and its gaps."""
+    badges = st.container(horizontal=True)
+    badges.badge(status.state, color=CAMERA_STATE_COLORS[status.state])
+    badges.badge(f"since {format_timestamp(status.since)}", color="gray")
+    gaps = f"{status.gap_count} gap(s), {status.total_gap_s:.1f} s in all"
+    if status.gaps:
+        gaps += " · latest: " + ", ".join(f"{gap.seconds:.1f} s" for gap in status.gaps[-3:])
+    st.caption(f"{status.source} · {status.reconnects} reconnection(s) · {gaps}")
+    if status.last_error:
+        st.caption(f"Last error: {status.last_error}")
 
 
 # --- page --------------------------------------------------------------------------------------

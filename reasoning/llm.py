@@ -43,11 +43,10 @@ def build_llm(config: LLMConfig | str, device: str = "cpu") -> LLM:
     return LLMS.get(name)(target, config, device)
 
 
-def _gguf_cache_dir(gguf: Path) -> Path:
+def _gguf_cache_dir(gguf: Path, root: str) -> Path:
     stat = gguf.stat()
     digest = hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    root = Path(os.environ.get("VAD_CACHE", Path.home() / ".cache" / "vad"))
-    return root / "gguf" / f"{gguf.stem}-{digest.hexdigest()[:12]}"
+    return Path(root).expanduser() / f"{gguf.stem}-{digest.hexdigest()[:12]}"
 
 
 def _find_gguf(path: Path) -> Path | None:
@@ -64,7 +63,7 @@ class TransformersLLM(LLM):
     """A causal LM from a local directory. GGUF weights are de-quantized once and cached
     as a regular checkpoint (the first conversion is slow, later loads are fast)."""
 
-    def __init__(self, target: str | Path, config: LLMConfig | None = None, device: str = "cpu"):
+    def __init__(self, target: str | Path, config: LLMConfig, device: str = "cpu"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(target)
@@ -72,7 +71,7 @@ class TransformersLLM(LLM):
             raise VadError(f"{path}: no such model directory or .gguf file")
         gguf = _find_gguf(path)
         if gguf is not None:
-            path = self._converted(gguf)
+            path = self._converted(gguf, config.gguf_cache)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
@@ -81,8 +80,8 @@ class TransformersLLM(LLM):
         self.device = device
 
     @staticmethod
-    def _converted(gguf: Path) -> Path:
-        cache = _gguf_cache_dir(gguf)
+    def _converted(gguf: Path, root: str) -> Path:
+        cache = _gguf_cache_dir(gguf, root)
         if (cache / "config.json").is_file():
             return cache
         from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig

@@ -62,7 +62,8 @@ class YoloxDetector:
 
         path = Path(model_path or DEFAULT_MODEL)
         if not path.is_file():
-            raise VadError(f"{path}: YOLOX ONNX model not found (see shared/models/README.md)")
+            raise VadError(f"{path}: YOLOX ONNX model not found (fetch one with `vad data fetch "
+                           "yolox-nano` and set reasoning.describer.model_path)")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         try:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from streams.local_servers import KafkaBroker, RedisServer
+from vad.data.ucsd import write_h264
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -22,18 +23,7 @@ def ped2_dir() -> Path:
 
 def write_video(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
     """Write (T, H, W) or (T, H, W, 3) uint8 frames as an H.264 mp4 with PyAV."""
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18"}
-        for image in frames:
-            fmt = "gray" if image.ndim == 2 else "bgr24"
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    write_h264(path, frames, fps)
     return path
 
 

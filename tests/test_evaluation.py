@@ -6,7 +6,8 @@ import pytest
 
 from conftest import moving_square, write_video
 from vad.cli import main
-from vad.data.benchmarks import _parse_ucsd_gt, load_benchmark
+from vad.data.benchmarks import load_benchmark
+from vad.data.ucsd import parse_ucsd_gt
 from vad.errors import VadError
 from vad.evaluation import VideoScores, pixel_auc
 from vad.metrics import frame_metrics
@@ -43,9 +44,9 @@ def test_ucsd_ground_truth_parsing():
     text = """TestDataset = {};
 TestDataset{1}.gt_frame = [61:180];
 TestDataset{2}.gt_frame = [1:20, 40:50];"""
-    assert _parse_ucsd_gt(text) == [[(61, 180)], [(1, 20), (40, 50)]]
+    assert parse_ucsd_gt(text) == [[(61, 180)], [(1, 20), (40, 50)]]
     with pytest.raises(VadError):
-        _parse_ucsd_gt("nothing here")
+        parse_ucsd_gt("nothing here")
 
 
 def test_official_ucsd_layout(tmp_path):

@@ -58,12 +58,27 @@ def run(args: argparse.Namespace) -> int:
         figures = {f"{benchmark.root.name}:{name}": {
             "micro_auc": report["micro_auc"], "online_micro_auc": report["online"]["micro_auc"],
             "macro_auc": report["macro_auc"], "ap": report["ap"],
-            "pixel_auc": report["pixel_auc"], "command": " ".join(["vad", *args.argv])}}
+            "pixel_auc": report["pixel_auc"], "command": _reproducing_command(args.argv)}}
         for entry in config.scorers:
             record_figures(entry.checkpoint, figures)
     print(f"online_micro_auc={report['online']['micro_auc']:.4f}")
     print(f"micro_auc={report['micro_auc']:.4f}")
     return 0
+
+
+def _reproducing_command(argv: list[str]) -> str:
+    """The command line without what does not change the figures (where they were written)."""
+    import shlex
+
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif arg not in ("--record", "--no-progress") and not arg.startswith("--out="):
+            kept.append(arg)
+    return shlex.join(["vad", *kept])
 
 
 def _fmt(value) -> str:

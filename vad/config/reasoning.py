@@ -72,6 +72,8 @@ class LLMConfig(Section):
     temperature: float = Field(0.0, ge=0, description="sampling temperature (0 = deterministic)")
     api_key_env: str = Field("OPENAI_API_KEY", description=(
         "environment variable holding the API key (keys never live in the config)"))
+    gguf_cache: str = Field("~/.cache/vad/gguf", description=(
+        "transformers: where GGUF weights are kept once de-quantized (the first load converts)"))
 
 
 class EmbedDeductionConfig(Section):

@@ -177,3 +177,15 @@ class DashboardConfig(Section):
     threshold: float | None = Field(None, description=(
         "event threshold drawn on timelines; none = events.threshold"))
 
+
+
+class DataConfig(Section):
+    """`vad data fetch`: public benchmark archives and their conversions."""
+
+    cache_dir: str = Field("~/.cache/vad", description=(
+        "keeps downloaded archives; a fetched dataset goes to <cache_dir>/<dataset> by default"))
+    ucsd_url: str = Field("http://www.svcl.ucsd.edu/projects/anomaly/UCSD_Anomaly_Dataset.tar.gz",
+                          description="the UCSD Anomaly Detection archive (Ped1 and Ped2)")
+    yolox_url: str = Field(
+        "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_nano.onnx",
+        description="YOLOX-nano ONNX (Megvii's release); goes to <cache_dir>/models by default")

@@ -3,22 +3,22 @@
 - The shared layout: `train/*.mp4`, `test/*.mp4`, `test_labels.csv` (video,frame,label),
   optional `test_masks/NN.npz` (`masks`: frames x H x W, 1 = anomalous pixel).
 - The official UCSD layout: `Train/TrainNNN/*.tif`, `Test/TestNNN/*.tif`, optional
-  `Test/TestNNN_gt/*.bmp` pixel masks, and `UCSDpedN.m` with `TestDataset{i}.gt_frame = [a:b];`.
+  `Test/TestNNN_gt/*.bmp` pixel masks, and `Test/UCSDpedN.m` with
+  `TestVideoFile{end+1}.gt_frame = [a:b];` (read by `vad.data.ucsd`).
 """
 
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from streams.sources import FolderSource, Source, VideoFileSource
 from vad.data.training import NORMAL, TrainingSet, TrainingVideo
+from vad.data.ucsd import find_gt_file, read_mask_folder, read_official_layout
 from vad.errors import VadError
 
 VIDEO_GLOB = "*.mp4"
@@ -45,10 +45,10 @@ def load_benchmark(root: str | Path) -> Benchmark:
         raise VadError(f"{root}: no such dataset folder")
     if (root / "test_labels.csv").is_file():
         return _load_shared_layout(root)
-    if (root / "Test").is_dir() and list(root.glob("UCSDped*.m")):
+    if (root / "Test").is_dir() and find_gt_file(root):
         return _load_ucsd_layout(root)
     raise VadError(f"{root}: not a benchmark folder (expected test/*.mp4 + test_labels.csv, "
-                   "or the official UCSD Test/TestNNN + UCSDpedN.m layout)")
+                   "or the official UCSD Test/TestNNN + Test/UCSDpedN.m layout)")
 
 
 def read_frame_labels(path: str | Path) -> dict[str, np.ndarray]:
@@ -89,40 +89,9 @@ def _load_shared_layout(root: Path) -> Benchmark:
 
 
 def _load_ucsd_layout(root: Path) -> Benchmark:
-    gt_file = sorted(root.glob("UCSDped*.m"))[0]
-    intervals = _parse_ucsd_gt(gt_file.read_text())
-    folders = sorted(p for p in (root / "Test").iterdir()
-                     if p.is_dir() and re.fullmatch(r"Test\d+", p.name))
-    if len(folders) != len(intervals):
-        raise VadError(f"{gt_file}: {len(intervals)} ground-truth entries for "
-                       f"{len(folders)} test folders")
-    test = []
-    for folder, ranges in zip(folders, intervals):
-        n = len(FolderSource(folder))
-        labels = np.zeros(n, dtype=np.int64)
-        for start, end in ranges:  # 1-based inclusive
-            labels[start - 1:end] = 1
-        gt_dir = folder.parent / f"{folder.name}_gt"
-        test.append(TestVideo(folder.name, lambda f=folder: FolderSource(f), labels,
-                              (lambda g=gt_dir: _read_mask_folder(g)) if gt_dir.is_dir() else None))
-    train_root = root / "Train"
-    train = [TrainingVideo(f.name, lambda f=f: FolderSource(f), NORMAL)
-             for f in sorted(train_root.iterdir())
-             if f.is_dir() and re.fullmatch(r"Train\d+", f.name)] if train_root.is_dir() else []
+    layout = read_official_layout(root)
+    test = [TestVideo(video.folder.name, lambda f=video.folder: FolderSource(f), video.labels,
+                      (lambda g=video.gt_dir: read_mask_folder(g)) if video.gt_dir else None)
+            for video in layout.test]
+    train = [TrainingVideo(f.name, lambda f=f: FolderSource(f), NORMAL) for f in layout.train]
     return Benchmark(root, TrainingSet(tuple(train)), test)
-
-
-def _parse_ucsd_gt(text: str) -> list[list[tuple[int, int]]]:
-    """`TestDataset{3}.gt_frame = [1:146];` (possibly several ranges) -> per video ranges."""
-    entries: dict[int, list[tuple[int, int]]] = {}
-    for index, body in re.findall(r"TestDataset\{(\d+)\}\.gt_frame\s*=\s*\[([^\]]*)\]", text):
-        entries[int(index)] = [(int(a), int(b)) for a, b in re.findall(r"(\d+)\s*:\s*(\d+)", body)]
-    if not entries:
-        raise VadError("no TestDataset{i}.gt_frame entries in the UCSD ground-truth file")
-    return [entries[i] for i in sorted(entries)]
-
-
-def _read_mask_folder(folder: Path) -> np.ndarray:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".bmp", ".png", ".tif"})
-    return np.stack([(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 0).astype(np.uint8)
-                     for p in files])

@@ -14,8 +14,8 @@ from vad.errors import VadError
 from vad.config.sections import StoreConfig
 from vad.stores.base import (EXPLANATION_FIELDS, OPERATOR_FIELDS, AlertQuery, AlertStore,
                              ScoreSeries, boxes_from_json, boxes_to_json, check_status,
-                             register_store)
-from vad.types import Alert
+                             register_store, status_from_json, status_to_json)
+from vad.types import Alert, CameraStatus
 
 _ALERT_FIELDS = [f.name for f in fields(Alert)]
 # Columns `put` leaves alone on a known alert: re-processing a stream must not reset them.
@@ -44,6 +44,14 @@ _MIGRATIONS = [
     ALTER TABLE alerts ADD COLUMN label TEXT NOT NULL DEFAULT '';
     ALTER TABLE alerts ADD COLUMN label_confidence REAL NOT NULL DEFAULT 0;
     """,
+    # Live cameras: what raised an alert (an anomaly or a camera offline), and each camera's
+    # last status (a CameraStatus as JSON).
+    """
+    ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'anomaly';
+    CREATE TABLE camera_status (
+        camera_id TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL, status TEXT NOT NULL
+    );
+    """,
     # Alert lifecycle (alerts stored before it are closed) and streaming workers' checkpoints.
     """
     ALTER TABLE alerts ADD COLUMN lifecycle TEXT NOT NULL DEFAULT 'closed';
@@ -57,17 +65,23 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 def migrate(db: sqlite3.Connection, path: str) -> int:
-    """Bring the database to SCHEMA_VERSION; returns the version it had."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise VadError(f"{path}: written by a newer vad (schema {version}, this one knows "
-                       f"{SCHEMA_VERSION}); upgrade vad to read it")
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        statements = [s for s in _MIGRATIONS[target - 1].split(";") if s.strip()]
-        with db:  # one transaction per step: a failed migration leaves the previous version
-            for statement in statements:
+    """Bring the database to SCHEMA_VERSION; returns the version it had. One transaction
+    holding the write lock from the version check on: a failed migration leaves the version
+    it found, and processes opening a store at once migrate it once."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise VadError(f"{path}: written by a newer vad (schema {version}, this one knows "
+                           f"{SCHEMA_VERSION}); upgrade vad to read it")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in (s for s in _MIGRATIONS[target - 1].split(";") if s.strip()):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {target}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
     return version
 
 
@@ -138,7 +152,8 @@ class SQLiteAlertStore(AlertStore):
                                   ("status", "=", query.status),
                                   ("peak_score", ">=", query.min_score),
                                   ("start_time", ">=", query.since),
-                                  ("start_time", "<=", query.until)):
+                                  ("start_time", "<=", query.until),
+                                  ("kind", "=", query.kind)):
             if value is not None:
                 clauses.append(f"{column} {op} ?")
                 params.append(value)
@@ -186,8 +201,21 @@ class SQLiteAlertStore(AlertStore):
     def cameras(self) -> list[str]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT camera_id FROM alerts UNION SELECT camera_id FROM scores ORDER BY 1")
+                "SELECT camera_id FROM alerts UNION SELECT camera_id FROM scores "
+                "UNION SELECT camera_id FROM camera_status ORDER BY 1")
             return [row[0] for row in rows.fetchall()]
+
+    def set_camera_status(self, status: CameraStatus) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO camera_status VALUES (?, ?, ?, ?)",
+                             (status.camera_id, status.state, status.updated_at,
+                              status_to_json(status)))
+
+    def camera_statuses(self) -> dict[str, CameraStatus]:
+        with self._lock:
+            rows = self._db.execute("SELECT status FROM camera_status ORDER BY camera_id")
+            statuses = [status_from_json(row[0]) for row in rows.fetchall()]
+        return {status.camera_id: status for status in statuses}
 
     def close(self) -> None:
         with self._lock:
@@ -199,4 +227,6 @@ def _open_sqlite(config: StoreConfig) -> SQLiteAlertStore:
     # sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:
     path = config.url.split("://", 1)[1]
     path = path[1:] if path.startswith("/") else path
-    return SQLiteAlertStore(path or "vad.db")
+    if not path:
+        raise VadError(f"{config.url}: a SQLite store URL needs a file, e.g. sqlite:///vad.db")
+    return SQLiteAlertStore(path)

@@ -1,0 +1,41 @@
+"""Pretrained weights a newcomer can fetch: the YOLOX-nano detector of the reasoning describer
+(Megvii's official ONNX release, Apache-2.0). No checksum is published, so the file is checked
+for what the describer relies on: it loads in ONNX Runtime with one 1x3x416x416 input and a
+1x3549x85 output (grid offsets, objectness, 80 COCO class scores)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vad.data.fetch import download, file_sha256
+from vad.errors import VadError
+
+YOLOX_INPUT = [1, 3, 416, 416]
+YOLOX_OUTPUT = [1, 3549, 85]
+
+
+def check_yolox(path: Path) -> None:
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise VadError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    shapes = ([list(i.shape) for i in inputs], [list(o.shape) for o in outputs])
+    if shapes != ([YOLOX_INPUT], [YOLOX_OUTPUT]):
+        raise VadError(f"{path}: not a YOLOX-nano export (inputs {shapes[0]}, outputs "
+                       f"{shapes[1]}; expected {YOLOX_INPUT} -> {YOLOX_OUTPUT})")
+
+
+def fetch_yolox(url: str, target: Path, progress: bool = True) -> str:
+    """Download (resumably) and check the model; returns its SHA-256. A file that fails the
+    check is removed, so a later run downloads it again."""
+    if not target.is_file():
+        download(url, target, progress)
+    try:
+        check_yolox(target)
+    except VadError:
+        target.unlink()
+        raise
+    return file_sha256(target)
