@@ -73,10 +73,12 @@ class ClipWindower:
         )
 
     def state(self) -> dict:
-        """The frames held and how many are still to score (preprocessing is redone on
-        restoring: it is deterministic)."""
-        return {"frames": [frame for frame, _ in self._buffer], "pending": self._pending,
-                "camera": self._camera_id}
+        """The frames the next clip needs (context and pending ones) and how many are still
+        to score; preprocessing is redone on restoring (it is deterministic)."""
+        keep = self.context + self._pending
+        frames = [frame for frame, _ in self._buffer]
+        return {"frames": frames[len(frames) - keep:] if keep else [],
+                "pending": self._pending, "camera": self._camera_id}
 
     def restore(self, state: dict) -> None:
         self._buffer = deque((frame, preprocess(frame.image, self.size, self.grayscale))
