@@ -18,7 +18,7 @@ reported: the build machines are shared and noisy):
    that of the frame that opened it (the event then lasted events.min_duration frames). The
    pipeline's own delays (min_duration, the clip batch of window.batch frames) are inside.
 Starts a Tansu broker and a redis-server on loopback unless --bootstrap/--redis are given.
-Last line: `fps=<worker throughput>`.
+Last line: `fps=<worker throughput>` (`--alerts-only` runs measurement 4 alone).
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ def main() -> int:
                         help="cameras publishing at once in the alert latency run")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="config override of the alert latency run")
+    parser.add_argument("--alerts-only", action="store_true",
+                        help="only the alert latency run (measurement 4)")
     args = parser.parse_args()
 
     videos = sorted((args.ped2 / "test").glob("*.mp4"))
@@ -82,6 +84,9 @@ def main() -> int:
             frames = sum(len(open_source(v)) for v in videos)
             print(f"{len(videos)} Ped2 test videos, {frames} frames; broker {bootstrap}, "
                   f"store {redis_url}")
+            if args.alerts_only:
+                print_alert_latency(args, videos, bootstrap, redis_url)
+                return 0
             inproc, worker, published = [], [], []
             for run in range(args.repeat):  # interleaved, so that load changes hit both
                 inproc.append(in_process_fps(config, videos, redis_url))
@@ -100,26 +105,31 @@ def main() -> int:
             stats = latency(config, videos, bootstrap, redis_url, frames, args.fps)
             print(f"publish -> frame processed latency, frame-diff, {args.fps:g} fps x "
                   f"{len(videos)} cameras: {_quantiles(stats.frame_latency)}")
-            alert_config = load_config(args.alert_config, args.overrides)
-            stats = alert_latency(alert_config, videos, bootstrap, redis_url, args.fps,
-                                  args.wave)
-            scorers = "+".join(entry.name for entry in alert_config.scorers)
-            for name, values in (("anomaly start", stats.alert_latency),
-                                 ("alert-opening frame", stats.open_latency)):
-                print(f"{name} -> alert stored latency, {scorers}, {args.fps:g} fps x "
-                      f"{args.wave} cameras at a time, window.batch="
-                      f"{alert_config.window.batch}: {_quantiles(values)}")
-            delay = stats.alert_frames
-            print(f"frames from anomaly start to the frame that stored its alert (the "
-                  f"pipeline's own delay): p50={percentile(delay, 50):.0f} "
-                  f"max={max(delay, default=float('nan')):.0f} (n={len(delay)}); frames "
-                  f"processed {percentile(stats.frame_latency, 50):.3f}s p50 after publishing")
+            print_alert_latency(args, videos, bootstrap, redis_url)
         finally:
             for server in (broker, redis):
                 if server is not None:
                     server.stop()
     print(f"fps={worker_fps:.1f}")
     return 0
+
+
+def print_alert_latency(args: argparse.Namespace, videos: list[Path], bootstrap: str,
+                        redis_url: str) -> None:
+    alert_config = load_config(args.alert_config, args.overrides)
+    stats = alert_latency(alert_config, videos, bootstrap, redis_url, args.fps,
+                          args.wave)
+    scorers = "+".join(entry.name for entry in alert_config.scorers)
+    for name, values in (("anomaly start", stats.alert_latency),
+                         ("alert-opening frame", stats.open_latency)):
+        print(f"{name} -> alert stored latency, {scorers}, {args.fps:g} fps x "
+              f"{args.wave} cameras at a time, window.batch="
+              f"{alert_config.window.batch}: {_quantiles(values)}")
+    delay = stats.alert_frames
+    print(f"frames from anomaly start to the frame that stored its alert (the "
+          f"pipeline's own delay): p50={percentile(delay, 50):.0f} "
+          f"max={max(delay, default=float('nan')):.0f} (n={len(delay)}); publish -> frame "
+          f"processed: {_quantiles(stats.frame_latency)}")
 
 
 def ensure_checkpoint(checkpoint: Path, ped2: Path) -> None:
