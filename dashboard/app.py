@@ -115,6 +115,8 @@ def render_feed(rows: list[FeedRow], selected: str | None, threshold: float) -> 
             cells[1].markdown(f"**{row.camera_id}**")
             cells[2].markdown(f"{row.event_time}  \n:gray[raised {row.raised}]")
             cells[3].markdown(f"{row.duration}  \n:gray[{row.frames} frames]")
+            if row.ongoing:
+                cells[3].badge("ongoing", icon=":material/radio_button_checked:", color="red")
             cells[4].badge(row.status, color=STATUS_COLORS[row.status])
             cells[5].button("", icon=":material/visibility:", help="Show this alert",
                             key=f"open-{row.alert_id}", on_click=select_alert, args=(row.alert_id,),
@@ -189,7 +191,12 @@ def alert_detail(store: AlertStore, alert_id: str, settings: DashboardSettings) 
     badges.badge(row.status, color=STATUS_COLORS[row.status])
     badges.badge(row.event_time, color="gray")
     badges.badge(f"{row.duration} ({row.frames} frames)", color="gray")
+    if alert.ongoing:
+        badges.badge("ongoing", icon=":material/radio_button_checked:", color="red")
+    elif alert.close_reason not in ("", "end"):
+        badges.badge(f"closed: {alert.close_reason}", color="gray")
     show_evidence(alert)
+    predicted_class(alert)
     timeline(store, alert, settings)
     reasoning(alert)
     triage_form(alert, settings)
@@ -202,6 +209,13 @@ def show_evidence(alert: Alert) -> None:
         st.warning(f"No evidence image: {exc}.", icon=":material/hide_image:")
         return
     st.image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), caption=caption, width="stretch")
+
+
+def predicted_class(alert: Alert) -> None:
+    """The anomaly class a scorer named for the event (e.g. vadclip's "Fighting")."""
+    if alert.label:
+        st.markdown(f"**Predicted class:** {alert.label} "
+                    f"(confidence {alert.label_confidence:.0%})")
 
 
 def timeline(store: AlertStore, alert: Alert, settings: DashboardSettings) -> None:

@@ -127,6 +127,20 @@ def test_feed_row_rejects_malformed_records():
         feed_row(bad)
 
 
+def test_an_ongoing_alert_shows_as_ongoing(monkeypatch, tmp_path):
+    url = f"sqlite:///{tmp_path}/ongoing.db"
+    alert = make_alert("cam-a", 20, 4.0)
+    alert.lifecycle = "ongoing"
+    with open_store(url) as store:
+        store.put(alert)
+    row = feed_row(alert, now=1_700_000_100)
+    assert row.ongoing and row.duration == "2.0 s so far"
+    app = run_app(monkeypatch, url)
+    assert_no_exception(app)
+    ongoing = ":red-badge[:material/radio_button_checked: ongoing]"
+    assert [str(e.value) for e in app.markdown].count(ongoing) == 2  # in the feed and detail
+
+
 def test_settings_round_trip_through_the_environment():
     config = load_config(None, ["store.url=redis://:pw@h:1/0", "dashboard.threshold=2.5",
                                 "dashboard.refresh=1", "dashboard.feed_rows=7"])
@@ -284,6 +298,20 @@ def test_camera_overview_counts_alerts(monkeypatch, sqlite_url):
     assert ("Alerts", "2") in metrics and ("Open (new)", "1") in metrics
     assert ("Last frame seen", "199") in metrics
     assert len(app.get("vega_lite_chart")) >= 3  # the detail timeline and one per camera
+
+
+def test_alert_detail_shows_the_predicted_class(monkeypatch, tmp_path):
+    url = f"sqlite:///{tmp_path}/labelled.db"
+    with open_store(url) as store:
+        labelled = make_alert("cam-a", 20, 4.0)
+        labelled.label, labelled.label_confidence = "Fighting", 0.82
+        store.put(labelled)
+        store.put(make_alert("cam-b", 50, 3.0, created_at=1_600_000_000))
+    app = run_app(monkeypatch, url)
+    assert_no_exception(app)
+    assert "**Predicted class:** Fighting (confidence 82%)" in texts(app)
+    app.button(key="open-cam-b:50").click().run()
+    assert "Predicted class" not in texts(app)  # an alert without a class shows none
 
 
 def test_camera_tab_shows_each_live_cameras_status(monkeypatch, sqlite_url):

@@ -13,14 +13,15 @@ PACKAGES = ("vad", "streams", "models", "reasoning", "dashboard")
 # Lowest first. A module belongs to the layer of the longest prefix that names it.
 LAYERS = [
     ("core", ["vad", "vad.types", "vad.errors", "vad.config", "vad.registry", "vad.evidence",
-              "vad.metrics", "vad.postprocess", "vad.plots", "vad.urls"]),
+              "vad.metrics", "vad.postprocess", "vad.plots", "vad.snapshots", "vad.urls"]),
     ("streams", ["streams"]),
     ("data", ["vad.data"]),
     ("models", ["models"]),
     ("reasoning", ["reasoning"]),
     ("engine parts", ["vad.events", "vad.fusion", "vad.stores"]),
     ("pipeline", ["vad.pipeline"]),
-    ("services", ["vad.serve", "vad.evaluation", "vad.cameras", "vad.workers"]),
+    ("services", ["vad.serve", "vad.evaluation", "vad.weak_eval", "vad.cameras", "vad.vane",
+                  "vad.workers"]),
     ("app", ["vad.commands", "vad.cli", "dashboard"]),
 ]
 

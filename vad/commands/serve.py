@@ -12,7 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve", help="score camera frames from Kafka as a consumer-group worker",
         description="Consume frame messages (docs/kafka.md) as a member of GROUP, score them "
-                    "and store alerts; run several workers to share the topic's partitions. "
+                    "and store alerts while they last; run several workers to share the topic's "
+                    "partitions. Camera state is checkpointed in the store with the offsets. "
                     "SIGTERM finishes the frames in flight, commits and exits.")
     config_flag(parser, "--bootstrap", key="kafka.bootstrap", metavar="HOST:PORT[,HOST:PORT]",
                 help="Kafka brokers")
@@ -38,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 help="larger messages are dead-lettered")
     config_flag(parser, "--workers", key="workers.processes", type=int, metavar="N",
                 help="group members this command runs, one process each (one per core)")
+    config_flag(parser, "--metrics-port", key="serve.metrics_port", type=int,
+                help="Prometheus metrics port (0: a free one, logged)")
     parser.set_defaults(func=run)
 
 
@@ -55,11 +58,22 @@ def run(args: argparse.Namespace) -> int:
     if workers == 1:
         totals = serve_member(config, args.verbose, stop)
     else:  # members of one group, one process each: Kafka balances the partitions
-        members = run_processes(serve_member, [(config, args.verbose)] * workers,
+        members = run_processes(serve_member, [(_member_config(config, index), args.verbose)
+                                               for index in range(workers)],
                                 config.workers.threads, stop)
         totals = tuple(map(sum, zip(*members)))
     print(f"stopped after {totals[0]} frames, {totals[1]} alerts, {totals[2]} dead-lettered")
     return 0
+
+
+def _member_config(config, index: int):
+    """Member `index`'s config: a fixed metrics port becomes PORT + index, so that every
+    member serves its own metrics (0, a free port, and none stay as they are)."""
+    port = config.serve.metrics_port
+    if not port:
+        return config
+    serve = config.serve.model_copy(update={"metrics_port": port + index})
+    return config.model_copy(update={"serve": serve})
 
 
 def serve_member(config, verbose: bool, stop) -> tuple[int, int, int]:

@@ -18,18 +18,20 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError, model
 
 from vad.config.base import Section, shorthand
 from vad.config.reasoning import ReasoningConfig
-from vad.config.scorers import FrameDiffEntry, ScorerEntry, fixed_fields, params_model, scorer_entry
+from vad.config.scorers import (FrameDiffEntry, ScorerEntry, SnippetEncoding, fixed_fields,
+                                params_model, scorer_entry)
 from vad.config.sections import (DashboardConfig, DataConfig, EventConfig, KafkaConfig,
                                  PostprocessConfig, PublishConfig, ServeConfig, StoreConfig,
                                  WindowConfig)
 from vad.config.sources import LiveSourceConfig
+from vad.config.vane import VaneConfig
 from vad.config.workers import WorkersConfig
 from vad.errors import VadError
 
 __all__ = ["CameraConfig", "EventConfig", "LiveSourceConfig", "PipelineSettings",
            "PostprocessConfig", "ReasoningConfig", "ScorerEntry", "Section", "VadConfig",
-           "config_data", "config_yaml", "default_of", "fixed_fields", "load_config",
-           "params_model", "scorer_entry", "set_value", "validated"]
+           "VaneConfig", "config_data", "config_yaml", "default_of", "fixed_fields",
+           "load_config", "params_model", "scorer_entry", "set_value", "validated"]
 
 CameraId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
@@ -66,6 +68,9 @@ class VadConfig(PipelineSettings):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    features: SnippetEncoding = Field(default_factory=SnippetEncoding, description=(
+        "snippet embeddings written by `vad features` (the vadclip scorer's input)"))
+    vane: VaneConfig = Field(default_factory=VaneConfig)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     cameras: dict[CameraId, CameraConfig] = Field(default_factory=dict, description=(
         "per-camera sections, merged over the global scorers/window/postprocess/events/live"))
@@ -227,7 +232,8 @@ def validation_message(exc: ValidationError) -> str:
 
 
 # Discriminated unions name the chosen member in error locations; users never wrote it.
-_UNION_TAGS = {"frame-diff", "ct-d2gan", "motion", "detector", "files", "vlm", "embed", "llm"}
+_UNION_TAGS = {"frame-diff", "ct-d2gan", "motion", "vadclip", "detector", "files", "vlm", "embed",
+               "llm"}
 
 
 def config_yaml(config: Section, comments: bool = True) -> str:
