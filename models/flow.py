@@ -31,10 +31,13 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 class DenseFlow:
     """Dense optical flow between consecutive grayscale frames, (H, W, 2) float32 in pixels."""
 
-    def __init__(self, method: str = "dis-medium"):
+    def __init__(self, method: str = "dis-medium", scale: float = 1.0):
         if method not in FLOW_METHODS:
             raise VadError(f"unknown flow method {method!r}; available: {', '.join(FLOW_METHODS)}")
+        if not 0 < scale <= 1:
+            raise VadError(f"flow scale must be in (0, 1], got {scale}")
         self.method = method
+        self.scale = scale  # flow is computed on frames resized by it (its cost goes as scale^2)
         # One DIS instance per thread: the pipeline describes events on a worker thread while
         # the main thread scores, and an OpenCV algorithm object is not safe to share.
         self._local = threading.local()
@@ -52,6 +55,17 @@ class DenseFlow:
             raise VadError(f"optical flow needs two grayscale frames of one size, got shapes "
                            f"{previous.shape} and {current.shape}")
         previous, current = to_uint8(previous), to_uint8(current)
+        if self.scale == 1:
+            return self._flow(previous, current)
+        height, width = previous.shape
+        small = (max(1, round(width * self.scale)), max(1, round(height * self.scale)))
+        flow = self._flow(cv2.resize(previous, small, interpolation=cv2.INTER_AREA),
+                          cv2.resize(current, small, interpolation=cv2.INTER_AREA))
+        # Back at full size, in full-size pixels per frame.
+        return cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR) / np.float32(
+            self.scale)
+
+    def _flow(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
         if self._dis is not None:
             return self._dis.calc(previous, current, None)
         return cv2.calcOpticalFlowFarneback(previous, current, None, 0.5, 3, 15, 3, 5, 1.2, 0)
