@@ -41,7 +41,6 @@ from vad.types import Calibration, Clip, Frame, ScoreResult
 GEOMETRY_PAIRS = 300  # frame pairs of the normal videos, spread evenly, that fit the geometry
 FIT_CHUNK = 64  # frames whose cell features are computed together while fitting
 MIN_BLOCK_SAMPLES = 5  # moving pixels a block needs for its own normal speed
-COVERAGE_POOL = 50_000  # normal cells a coverage-selected bank is picked from
 KNN_CHUNK_ELEMENTS = 1 << 24  # query x bank distances held at once (64 MB)
 
 
@@ -281,19 +280,9 @@ class MotionScorer(Scorer):
 
 
 def _bank_sample(joint: np.ndarray, config: MotionParams) -> np.ndarray:
-    """Indices of the memory bank's cells among the normal moving cells."""
+    """Indices of the memory bank's cells: a random sample of the normal moving cells."""
     rng = np.random.default_rng(config.seed)
-    size = min(config.bank_size, len(joint))
-    if config.bank_selection == "random" or size == len(joint):
-        return rng.choice(len(joint), size, replace=False)
-    pool = rng.choice(len(joint), min(len(joint), COVERAGE_POOL), replace=False)
-    points = torch.from_numpy(joint[pool])
-    picked = [int(rng.integers(len(pool)))]
-    nearest = ((points - points[picked[0]]) ** 2).sum(1)
-    for _ in range(size - 1):
-        picked.append(int(nearest.argmax()))
-        nearest = torch.minimum(nearest, ((points - points[picked[-1]]) ** 2).sum(1))
-    return pool[picked]
+    return rng.choice(len(joint), min(config.bank_size, len(joint)), replace=False)
 
 
 def _normal_block_speed(speed_sums: np.ndarray, counts: np.ndarray,
