@@ -11,6 +11,7 @@ motions are not, so the raw anomaly score of a frame is the negative PSNR of its
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager
 
 import numpy as np
 import torch
@@ -86,29 +87,41 @@ class TemporalSelfAttention(nn.Module):
 class Generator(nn.Module):
     """(B, T, C, H, W) past frames in [0, 1] -> (B, C, H, W) predicted next frame.
 
-    The encoder starts with a strided convolution and the decoder's last stage sees the raw
-    past frames instead of full-resolution features: full-resolution convolutions dominate
-    the cost on a CPU. The decoder predicts the change from the last frame, so an untrained
-    generator starts as "nothing moves" and training spends its iterations on the motion.
+    The encoder has `stages` stride-2 stages (widths w, 2w, 4w, 4w, ...); the temporal
+    self-attention runs at the coarsest one. The decoder climbs back with U-Net skips from the
+    T frames' encoder features and stops at half resolution, where instead of features it sees
+    the raw past frames rearranged losslessly into channels (space-to-depth); a sub-pixel
+    convolution (pixel shuffle) gives the full-resolution output. Full-resolution convolutions,
+    and mixing T frames' features at half resolution, would dominate the cost on a CPU. The decoder predicts the change from the last frame, so an
+    untrained generator starts as "nothing moves" and training spends its iterations on the
+    motion.
     """
 
     def __init__(self, config: CTD2GANParams):
         super().__init__()
-        c, t, w = config.channels, config.frames, config.width
+        c, t = config.channels, config.frames
+        widths = stage_widths(config)
         self.encoder = nn.ModuleList([
-            nn.Sequential(_conv(c, w, 2), _conv(w, w)),
-            nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w)),
-            nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w)),
-        ])
-        self.attention = TemporalSelfAttention(4 * w, config.heads, t)
-        self.fuse = _conv(t * 4 * w, 4 * w)
-        # Skips: the T frames' encoder features at each finer scale, mixed by a 1x1 conv.
-        self.skips = nn.ModuleList([nn.Conv2d(t * ch, ch, 1) for ch in (w, 2 * w)])
-        self.decoder = nn.ModuleList([_conv(6 * w, 2 * w), _conv(3 * w, w), _conv(w + t * c, w)])
-        self.head = nn.Conv2d(w, c, 3, padding=1)
+            nn.Sequential(_conv(before, width, 2), _conv(width, width))
+            for before, width in zip([c, *widths[:-1]], widths)])
+        self.attention = TemporalSelfAttention(widths[-1], config.heads, t)
+        self.fuse = _conv(t * widths[-1], widths[-1])
+        # Skips: the T frames' encoder features at each finer stage but the first, mixed by a
+        # 1x1 conv; at the first, the raw frames (space-to-depth).
+        self.skips = nn.ModuleList([nn.Conv2d(t * width, width, 1) for width in widths[1:-1]])
+        skip_widths = [4 * t * c, *widths[1:-1]]
+        # Decoder stage i (finest last) sees the upsampled coarser output and skip i; each
+        # halves the width, down to w.
+        self.decoder = nn.ModuleList()
+        channels = widths[-1]
+        for i in reversed(range(len(widths) - 1)):
+            out = widths[max(i - 1, 0)]
+            self.decoder.append(_conv(channels + skip_widths[i], out))
+            channels = out
+        self.head = nn.Conv2d(channels, 4 * c, 3, padding=1)
 
     def encode(self, frames: torch.Tensor) -> list[torch.Tensor]:
-        """Per-frame features, (N, C, H, W) -> [frames, scale 1, scale 2, scale 3, q, k, v]."""
+        """Per-frame features, (N, C, H, W) -> [frames, stage 1..S, q, k, v]."""
         encoded = [frames]
         for stage in self.encoder:
             encoded.append(stage(encoded[-1]))
@@ -116,17 +129,23 @@ class Generator(nn.Module):
 
     def decode(self, windows: list[torch.Tensor]) -> torch.Tensor:
         """`encode` outputs gathered into windows (B, T, ...) -> (B, C, H, W) prediction."""
-        frames, *scales, bottleneck, query, key, value = windows
+        frames, _, *scales, bottleneck, query, key, value = windows
         x = self.fuse(self.attention(bottleneck, query, key, value).flatten(1, 2))
-        skips = [skip(feature.flatten(1, 2)) for skip, feature in zip(self.skips, scales)]
-        for block, skip in zip(self.decoder, skips[::-1] + [frames.flatten(1, 2)]):
+        skips = [F.pixel_unshuffle(frames.flatten(1, 2), 2)] + [
+            skip(feature.flatten(1, 2)) for skip, feature in zip(self.skips, scales)]
+        for block, skip in zip(self.decoder, skips[::-1]):
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], 1))
-        return frames[:, -1] + self.head(x)
+        return frames[:, -1] + F.pixel_shuffle(self.head(x), 2).float()
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         b, t = frames.shape[:2]
         return self.decode([e.unflatten(0, (b, t)) for e in self.encode(frames.flatten(0, 1))])
+
+
+def stage_widths(config: CTD2GANParams) -> list[int]:
+    """Encoder widths: w, 2w, 4w, then 4w for any further stage."""
+    return [config.width * min(2 ** i, 4) for i in range(config.stages)]
 
 
 class ImageDiscriminator(nn.Module):
@@ -156,7 +175,10 @@ class VideoDiscriminator(nn.Module):
             nn.Conv3d(4 * width, 1, 3, 1, 1))
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        return self.net(clip.transpose(1, 2))
+        # float32 even under bfloat16 autocast: oneDNN's bfloat16 Conv3d backward corrupts
+        # memory at some sizes (128x192 clips, torch 2.13 CPU).
+        with torch.autocast(clip.device.type, enabled=False):
+            return self.net(clip.float().transpose(1, 2))
 
 
 def gradient_difference_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -166,6 +188,16 @@ def gradient_difference_loss(prediction: torch.Tensor, target: torch.Tensor) -> 
 
     (px, py), (tx, ty) = grads(prediction), grads(target)
     return (px - tx).abs().mean() + (py - ty).abs().mean()
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """bfloat16 where the hardware computes it natively (`auto`), else float32."""
+    if precision == "auto":
+        native = (torch.cuda.is_bf16_supported() if device.type == "cuda"
+                  else torch.backends.mkldnn.is_available()
+                  and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        precision = "bfloat16" if native else "float32"
+    return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
 def psnr(errors: torch.Tensor) -> torch.Tensor:
@@ -183,6 +215,7 @@ class CTD2GANScorer(Scorer):
     def __init__(self, config: CTD2GANParams | None = None, device: str = "auto"):
         super().__init__(config, device)
         self.torch_device = torch.device(resolve_device(device))
+        self.dtype = autocast_dtype(self.config.precision, self.torch_device)
         self.generator = Generator(self.config).to(self.torch_device).eval()
         # Discriminators and optimiser state, kept in checkpoints so training can resume.
         self.training_state: dict[str, np.ndarray] = {}
@@ -200,6 +233,11 @@ class CTD2GANScorer(Scorer):
         frames = frames[:, None] if frames.ndim == 3 else frames.transpose(0, 3, 1, 2)
         return torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(
             self.torch_device)
+
+    def autocast(self) -> AbstractContextManager:
+        """The configured arithmetic for the networks (training and scoring)."""
+        return torch.autocast(self.torch_device.type, dtype=self.dtype,
+                              enabled=self.dtype != torch.float32)
 
     @torch.no_grad()
     def decode_windows(self, encoded: list[torch.Tensor]) -> torch.Tensor:
@@ -226,9 +264,10 @@ class CTD2GANScorer(Scorer):
                            f"model input {expected} {'gray' if self.config.grayscale else 'BGR'}")
         frames = self.to_tensor(clip.frames[clip.context - t:])
         past, indices = frames[:-1], clip.indices[clip.context - t:-1]
-        encoded = (cache.encode(self.generator, past, indices) if cache is not None
-                   else self.generator.encode(past))
-        prediction = self.decode_windows(encoded).clamp(0.0, 1.0)
+        with self.autocast():
+            encoded = (cache.encode(self.generator, past, indices) if cache is not None
+                       else self.generator.encode(past))
+            prediction = self.decode_windows(encoded).float().clamp(0.0, 1.0)
         errors = (prediction - frames[t:]).square().mean(1)  # (N, H, W), mean over channels
         scores = -psnr(errors)
         return ScoreResult(clip.camera_id, clip.target_indices,

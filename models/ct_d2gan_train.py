@@ -116,7 +116,7 @@ def sample_batch(videos: list[np.ndarray], config: CTD2GANParams, iteration: int
 
 
 def _least_squares(output: torch.Tensor, target: float) -> torch.Tensor:
-    return (output - target).square().mean()
+    return (output.float() - target).square().mean()
 
 
 def train_step(scorer: CTD2GANScorer, parts: GanParts, batch: torch.Tensor,
@@ -178,7 +178,8 @@ def train(scorer: CTD2GANScorer, sources: Sequence[Source], progress: bool = Tru
 
     def step(iteration: int) -> dict[str, float]:
         batch = sample_batch(videos, config, iteration)
-        return train_step(scorer, parts, torch.from_numpy(batch).to(scorer.torch_device))
+        with scorer.autocast():
+            return train_step(scorer, parts, torch.from_numpy(batch).to(scorer.torch_device))
 
     run_training(scorer.name, parts.iteration, config.iterations, step,
                  lambda: checkpoint(scorer, parts), config.checkpoint_every, scorer.work_dir,
