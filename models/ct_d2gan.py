@@ -5,7 +5,8 @@ each past frame, a temporal self-attention module across the T feature maps, and
 convolutional decoder. Two least-squares discriminators judge the prediction: an image
 (patch) discriminator on the frame alone and a video discriminator (3D convolutions) on the
 past frames followed by the prediction. Normal motion is predictable; anomalous objects and
-motions are not, so the raw anomaly score of a frame is the negative PSNR of its prediction.
+motions are not, so the raw anomaly score of a frame grows with its prediction error (here
+the upper quantile of the error relative to that of the frame's change, `relative_error`).
 """
 
 from __future__ import annotations
@@ -164,11 +165,16 @@ class ImageDiscriminator(nn.Module):
 
 
 class VideoDiscriminator(nn.Module):
-    """3D convolutions: (B, T+1, C, H, W) clip -> patch realness over space and time."""
+    """3D convolutions: (B, T+1, C, H, W) clip -> patch realness over space and time.
+
+    It judges the clip at half resolution (2x2 average), where motion is as visible and the
+    3D convolutions cost a quarter; the image discriminator judges full-resolution detail.
+    """
 
     def __init__(self, channels: int, width: int):
         super().__init__()
         self.net = nn.Sequential(
+            nn.AvgPool3d((1, 2, 2)),
             nn.Conv3d(channels, width, 3, (1, 2, 2), 1), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv3d(width, 2 * width, 3, (1, 2, 2), 1), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv3d(2 * width, 4 * width, 3, (2, 2, 2), 1), nn.LeakyReLU(0.2, inplace=True),
@@ -176,7 +182,7 @@ class VideoDiscriminator(nn.Module):
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         # float32 even under bfloat16 autocast: oneDNN's bfloat16 Conv3d backward corrupts
-        # memory at some sizes (128x192 clips, torch 2.13 CPU).
+        # memory at some sizes (torch 2.13 CPU, e.g. 128x192 clips).
         with torch.autocast(clip.device.type, enabled=False):
             return self.net(clip.float().transpose(1, 2))
 
@@ -205,9 +211,27 @@ def psnr(errors: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(1.0 / errors.flatten(1).mean(1).clamp_min(1e-10))
 
 
+def upper_quantile(maps: torch.Tensor, quantile: float) -> torch.Tensor:
+    """Per-map value exceeded by a (1 - quantile) share of the pixels, (N, H, W) -> (N,)."""
+    flat = maps.flatten(1)
+    top = max(1, math.ceil((1.0 - quantile) * flat.shape[1]))
+    return flat.topk(top, dim=1, sorted=False).values.min(dim=1).values
+
+
+def relative_error(errors: torch.Tensor, change: torch.Tensor, quantile: float,
+                   floor: float) -> torch.Tensor:
+    """The raw anomaly score: log of the upper-quantile prediction error over the same
+    quantile of the frame's change (the error of predicting "nothing moves", at least
+    `floor`). The quantile keeps a small badly predicted object from being averaged away
+    (whole-frame PSNR does); dividing by the change removes most of the level that the
+    amount of normal motion (a crowd) sets, which shifts a camera's scores between scenes."""
+    return (torch.log(upper_quantile(errors, quantile).clamp_min(1e-10))
+            - torch.log(upper_quantile(change, quantile) + floor))
+
+
 @register_scorer("ct-d2gan")
 class CTD2GANScorer(Scorer):
-    """Frame-prediction anomaly scorer; raw score = -PSNR of the predicted frame."""
+    """Frame-prediction anomaly scorer; raw score = `relative_error` of the prediction."""
 
     Config = CTD2GANParams
     learning_type = LearningType.ONE_CLASS
@@ -252,9 +276,20 @@ class CTD2GANScorer(Scorer):
     def score(self, clip: Clip) -> ScoreResult:
         return self.score_encoded(clip, None)
 
-    @torch.no_grad()
     def score_encoded(self, clip: Clip, cache: _EncodingCache | None) -> ScoreResult:
         """Scores of the clip's targets; `cache` holds encodings of frames seen before."""
+        errors, change = self.prediction_errors(clip, cache)
+        scores = relative_error(errors, change, self.config.score_quantile,
+                                self.config.change_floor)
+        return ScoreResult(clip.camera_id, clip.target_indices,
+                           scores.double().cpu().numpy(), errors.cpu().numpy())
+
+    @torch.no_grad()
+    def prediction_errors(self, clip: Clip, cache: _EncodingCache | None = None,
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel squared errors (N, H, W) of the predictions of the clip's N targets, and
+        of predicting "nothing moves" (the squared change from each target's previous frame),
+        both averaged over channels."""
         t = self.config.frames
         if clip.context < t:
             raise VadError(f"ct-d2gan: needs {t} frames of context, the clip has {clip.context}")
@@ -268,10 +303,9 @@ class CTD2GANScorer(Scorer):
             encoded = (cache.encode(self.generator, past, indices) if cache is not None
                        else self.generator.encode(past))
             prediction = self.decode_windows(encoded).float().clamp(0.0, 1.0)
-        errors = (prediction - frames[t:]).square().mean(1)  # (N, H, W), mean over channels
-        scores = -psnr(errors)
-        return ScoreResult(clip.camera_id, clip.target_indices,
-                           scores.double().cpu().numpy(), errors.cpu().numpy())
+        targets = frames[t:]
+        return ((prediction - targets).square().mean(1),
+                (frames[t - 1:-1] - targets).square().mean(1))
 
     def fit(self, training: TrainingSet, progress: bool = True) -> None:
         from models.ct_d2gan_train import train

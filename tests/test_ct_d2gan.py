@@ -205,3 +205,38 @@ def test_a_config_may_change_what_a_checkpoint_does_not_fix(trained, tmp_path):
     assert faster.config.inference_batch == 1 and faster.config.width == TINY["width"]
     with pytest.raises(VadError, match="params.width=8 differs from the checkpoint's 4"):
         load_scorer(saved, CTD2GANParams(**(TINY | {"width": 8})))
+
+
+def test_the_training_script_trains_evaluates_and_records_in_one_run(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = tmp_path / "bench"
+    for split in ("train", "test"):
+        (data / split).mkdir(parents=True)
+    write_video(data / "train" / "00.mp4", toy_frames(24))
+    write_video(data / "test" / "01.mp4", toy_frames(24, intruder=True))
+    (data / "test_labels.csv").write_text("video,frame,label\n" + "".join(
+        f"01,{t},{int(t >= 12)}\n" for t in range(24)))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps({"scorers": [{"name": "ct-d2gan", "params": TINY | {
+        "iterations": 6, "checkpoint_every": 3}}], "device": "cpu"}))
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "ckpt"
+    run = subprocess.run(
+        [str(repo / "scripts" / "train_ct_d2gan_gpu.sh"), "--data", str(data), "--out", str(out),
+         "--config", str(config), "--no-progress"],
+        env={**os.environ, "VAD": f"{sys.executable} -m vad.cli"},
+        cwd=repo, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1].startswith("train_seconds=")
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["config"]["iterations"] == 6 and meta["config"]["size"] == [32, 48]
+    assert load_scorer(out).training_state["train.iteration"][0] == 6
+    (figures,) = meta["provenance"]["figures"].values()
+    report = json.loads((tmp_path / "ckpt-eval" / "report.json").read_text())
+    assert figures["micro_auc"] == pytest.approx(report["micro_auc"])
+    assert figures["online_micro_auc"] == pytest.approx(report["online"]["micro_auc"])

@@ -54,6 +54,12 @@ class CTD2GANParams(Section):
     gradient_weight: float = Field(2.0, ge=0, description="gradient difference loss weight")
     image_adv_weight: float = Field(0.05, ge=0, description="image discriminator loss weight")
     video_adv_weight: float = Field(0.05, ge=0, description="video discriminator loss weight")
+    score_quantile: float = fixed(0.99, (
+        "the score compares this quantile of the per-pixel prediction error with the same "
+        "quantile of the frame's change (docs/ct_d2gan.md)"), gt=0, lt=1)
+    change_floor: float = fixed(1e-4, (
+        "squared-intensity floor of the frame's change in the score, so a still scene does not "
+        "divide by noise"), gt=0)
     iterations: int = Field(5000, ge=0, description="training iterations")
     batch_size: int = Field(8, ge=1, description="training clips per iteration")
     lr_generator: float = Field(2e-4, gt=0, description="generator Adam learning rate")
