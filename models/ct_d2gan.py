@@ -240,7 +240,7 @@ class CTD2GANScorer(Scorer):
         super().__init__(config, device)
         self.torch_device = torch.device(resolve_device(device))
         self.dtype = autocast_dtype(self.config.precision, self.torch_device)
-        self.generator = Generator(self.config).to(self.torch_device).eval()
+        self.generator = self.new_generator().eval()
         # Discriminators and optimiser state, kept in checkpoints so training can resume.
         self.training_state: dict[str, np.ndarray] = {}
 
@@ -257,6 +257,11 @@ class CTD2GANScorer(Scorer):
         frames = frames[:, None] if frames.ndim == 3 else frames.transpose(0, 3, 1, 2)
         return torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(
             self.torch_device)
+
+    def new_generator(self) -> Generator:
+        """Freshly initialised, on the device; channels-last, which oneDNN convolves ~20%
+        faster on a CPU."""
+        return Generator(self.config).to(self.torch_device, memory_format=torch.channels_last)
 
     def autocast(self) -> AbstractContextManager:
         """The configured arithmetic for the networks (training and scoring)."""

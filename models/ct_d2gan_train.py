@@ -16,7 +16,6 @@ import torch
 from torch import nn
 from models.ct_d2gan import (
     CTD2GANScorer,
-    Generator,
     ImageDiscriminator,
     VideoDiscriminator,
     gradient_difference_loss,
@@ -170,7 +169,7 @@ def checkpoint(scorer: CTD2GANScorer, parts: GanParts) -> None:
 def train(scorer: CTD2GANScorer, sources: Sequence[Source], progress: bool = True) -> None:
     config = scorer.config
     seed_everything(config.seed)  # re-initialise so that the seed fixes the initial weights
-    scorer.generator = Generator(config).to(scorer.torch_device)
+    scorer.generator = scorer.new_generator()
     parts = GanParts.create(scorer)
     resume(scorer, parts)
     videos = load_training_frames(sources, config, progress)
