@@ -88,41 +88,29 @@ class TemporalSelfAttention(nn.Module):
 class Generator(nn.Module):
     """(B, T, C, H, W) past frames in [0, 1] -> (B, C, H, W) predicted next frame.
 
-    The encoder has `stages` stride-2 stages (widths w, 2w, 4w, 4w, ...); the temporal
-    self-attention runs at the coarsest one. The decoder climbs back with U-Net skips from the
-    T frames' encoder features and stops at half resolution, where instead of features it sees
-    the raw past frames rearranged losslessly into channels (space-to-depth); a sub-pixel
-    convolution (pixel shuffle) gives the full-resolution output. Full-resolution convolutions,
-    and mixing T frames' features at half resolution, would dominate the cost on a CPU. The decoder predicts the change from the last frame, so an
-    untrained generator starts as "nothing moves" and training spends its iterations on the
-    motion.
+    The encoder starts with a strided convolution and the decoder's last stage sees the raw
+    past frames instead of full-resolution features: full-resolution convolutions dominate
+    the cost on a CPU. The decoder predicts the change from the last frame, so an untrained
+    generator starts as "nothing moves" and training spends its iterations on the motion.
     """
 
     def __init__(self, config: CTD2GANParams):
         super().__init__()
-        c, t = config.channels, config.frames
-        widths = stage_widths(config)
+        c, t, w = config.channels, config.frames, config.width
         self.encoder = nn.ModuleList([
-            nn.Sequential(_conv(before, width, 2), _conv(width, width))
-            for before, width in zip([c, *widths[:-1]], widths)])
-        self.attention = TemporalSelfAttention(widths[-1], config.heads, t)
-        self.fuse = _conv(t * widths[-1], widths[-1])
-        # Skips: the T frames' encoder features at each finer stage but the first, mixed by a
-        # 1x1 conv; at the first, the raw frames (space-to-depth).
-        self.skips = nn.ModuleList([nn.Conv2d(t * width, width, 1) for width in widths[1:-1]])
-        skip_widths = [4 * t * c, *widths[1:-1]]
-        # Decoder stage i (finest last) sees the upsampled coarser output and skip i; each
-        # halves the width, down to w.
-        self.decoder = nn.ModuleList()
-        channels = widths[-1]
-        for i in reversed(range(len(widths) - 1)):
-            out = widths[max(i - 1, 0)]
-            self.decoder.append(_conv(channels + skip_widths[i], out))
-            channels = out
-        self.head = nn.Conv2d(channels, 4 * c, 3, padding=1)
+            nn.Sequential(_conv(c, w, 2), _conv(w, w)),
+            nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w)),
+            nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w)),
+        ])
+        self.attention = TemporalSelfAttention(4 * w, config.heads, t)
+        self.fuse = _conv(t * 4 * w, 4 * w)
+        # Skips: the T frames' encoder features at each finer scale, mixed by a 1x1 conv.
+        self.skips = nn.ModuleList([nn.Conv2d(t * ch, ch, 1) for ch in (w, 2 * w)])
+        self.decoder = nn.ModuleList([_conv(6 * w, 2 * w), _conv(3 * w, w), _conv(w + t * c, w)])
+        self.head = nn.Conv2d(w, c, 3, padding=1)
 
     def encode(self, frames: torch.Tensor) -> list[torch.Tensor]:
-        """Per-frame features, (N, C, H, W) -> [frames, stage 1..S, q, k, v]."""
+        """Per-frame features, (N, C, H, W) -> [frames, scale 1, scale 2, scale 3, q, k, v]."""
         encoded = [frames]
         for stage in self.encoder:
             encoded.append(stage(encoded[-1]))
@@ -130,23 +118,17 @@ class Generator(nn.Module):
 
     def decode(self, windows: list[torch.Tensor]) -> torch.Tensor:
         """`encode` outputs gathered into windows (B, T, ...) -> (B, C, H, W) prediction."""
-        frames, _, *scales, bottleneck, query, key, value = windows
+        frames, *scales, bottleneck, query, key, value = windows
         x = self.fuse(self.attention(bottleneck, query, key, value).flatten(1, 2))
-        skips = [F.pixel_unshuffle(frames.flatten(1, 2), 2)] + [
-            skip(feature.flatten(1, 2)) for skip, feature in zip(self.skips, scales)]
-        for block, skip in zip(self.decoder, skips[::-1]):
+        skips = [skip(feature.flatten(1, 2)) for skip, feature in zip(self.skips, scales)]
+        for block, skip in zip(self.decoder, skips[::-1] + [frames.flatten(1, 2)]):
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], 1))
-        return frames[:, -1] + F.pixel_shuffle(self.head(x), 2).float()
+        return frames[:, -1] + self.head(x).float()
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         b, t = frames.shape[:2]
         return self.decode([e.unflatten(0, (b, t)) for e in self.encode(frames.flatten(0, 1))])
-
-
-def stage_widths(config: CTD2GANParams) -> list[int]:
-    """Encoder widths: w, 2w, 4w, then 4w for any further stage."""
-    return [config.width * min(2 ** i, 4) for i in range(config.stages)]
 
 
 class ImageDiscriminator(nn.Module):
@@ -165,16 +147,11 @@ class ImageDiscriminator(nn.Module):
 
 
 class VideoDiscriminator(nn.Module):
-    """3D convolutions: (B, T+1, C, H, W) clip -> patch realness over space and time.
-
-    It judges the clip at half resolution (2x2 average), where motion is as visible and the
-    3D convolutions cost a quarter; the image discriminator judges full-resolution detail.
-    """
+    """3D convolutions: (B, T+1, C, H, W) clip -> patch realness over space and time."""
 
     def __init__(self, channels: int, width: int):
         super().__init__()
         self.net = nn.Sequential(
-            nn.AvgPool3d((1, 2, 2)),
             nn.Conv3d(channels, width, 3, (1, 2, 2), 1), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv3d(width, 2 * width, 3, (1, 2, 2), 1), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv3d(2 * width, 4 * width, 3, (2, 2, 2), 1), nn.LeakyReLU(0.2, inplace=True),

@@ -40,14 +40,11 @@ class CTD2GANParams(Section):
     """CT-D2GAN frame prediction (docs/ct_d2gan.md)."""
 
     model_config = {"frozen": True}
-    size: Size = fixed((128, 192), "input (height, width); multiples of 2 ** stages")
+    size: Size = fixed((64, 96), "input (height, width); multiples of 8")
     grayscale: bool = fixed(True, "grey input (else BGR)")
     frames: int = fixed(4, "T: past frames per prediction", ge=1)
     width: int = fixed(16, "base channel width, doubled twice down the encoder", ge=1)
-    stages: int = fixed(4, "stride-2 encoder stages; the attention runs at 1/2**stages of the "
-                           "input size", ge=2)
-    heads: int = fixed(4, "temporal self-attention heads; must divide the coarsest stage's "
-                          "width (4 * width from 3 stages on)", ge=1)
+    heads: int = fixed(4, "temporal self-attention heads; must divide 4 * width", ge=1)
     disc_width: int = fixed(16, "discriminators' base channel width", ge=1)
     intensity_weight: float = Field(4.0, ge=0, description=(
         "L2 intensity loss weight (Liu et al.'s 1 for frames in [-1, 1], x4 for [0, 1] frames)"))
@@ -74,13 +71,10 @@ class CTD2GANParams(Section):
 
     @model_validator(mode="after")
     def _shapes_fit(self) -> CTD2GANParams:
-        step = 2 ** self.stages
-        if self.size[0] % step or self.size[1] % step:
-            raise ValueError(f"size {self.size} must be multiples of 2 ** stages = {step}")
-        bottleneck = self.width * min(2 ** (self.stages - 1), 4)
-        if bottleneck % self.heads:
-            raise ValueError(f"the coarsest stage's width ({bottleneck}) must divide into "
-                             f"{self.heads} heads")
+        if self.size[0] % 8 or self.size[1] % 8:
+            raise ValueError(f"size {self.size} must be multiples of 8")
+        if (4 * self.width) % self.heads:
+            raise ValueError(f"4 * width ({4 * self.width}) must divide into {self.heads} heads")
         return self
 
     @property
