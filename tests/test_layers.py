@@ -13,14 +13,14 @@ PACKAGES = ("vad", "streams", "models", "reasoning", "dashboard")
 # Lowest first. A module belongs to the layer of the longest prefix that names it.
 LAYERS = [
     ("core", ["vad", "vad.types", "vad.errors", "vad.config", "vad.registry", "vad.evidence",
-              "vad.metrics", "vad.postprocess", "vad.plots"]),
+              "vad.metrics", "vad.postprocess", "vad.plots", "vad.urls"]),
     ("streams", ["streams"]),
     ("data", ["vad.data"]),
     ("models", ["models"]),
     ("reasoning", ["reasoning"]),
     ("engine parts", ["vad.events", "vad.fusion", "vad.stores"]),
     ("pipeline", ["vad.pipeline"]),
-    ("services", ["vad.serve", "vad.evaluation"]),
+    ("services", ["vad.serve", "vad.evaluation", "vad.weak_eval", "vad.cameras", "vad.vane"]),
     ("app", ["vad.commands", "vad.cli", "dashboard"]),
 ]
 

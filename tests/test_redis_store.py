@@ -11,7 +11,7 @@ from vad.config.sections import RedisStoreConfig, StoreConfig
 from vad.errors import VadError
 from vad.stores import AlertQuery, open_store
 from vad.stores.redis import StoreUnavailableError
-from vad.types import Alert
+from vad.types import Alert, CameraStatus, Gap
 
 
 def redis_store(url: str, **options):
@@ -75,6 +75,29 @@ def test_scores_overwrite_per_frame_and_cameras(store):
     assert len(store.scores("other").indices) == 0
     store.put(make_alert("cam2"))
     assert store.cameras() == ["cam1", "cam2"]
+
+
+def test_camera_statuses_round_trip_and_list_the_camera(store):
+    gap = Gap(last_frame=41, next_frame=60, start_time=100.0, end_time=101.9)
+    store.set_camera_status(CameraStatus("gate", "reconnecting", since=90.0, updated_at=90.0,
+                                         source="rtsp://u:***@cam/1", down_since=90.0))
+    online = CameraStatus("gate", "online", since=101.9, updated_at=101.9,
+                          source="rtsp://u:***@cam/1", last_error="cannot open (Connection "
+                          "refused)", last_frame=60, reconnects=1, gap_count=1,
+                          total_gap_s=1.9, gaps=(gap,))
+    store.set_camera_status(online)  # replaces the camera's previous status
+    store.set_camera_status(CameraStatus("yard", "offline", since=5.0, updated_at=9.0))
+    assert store.camera_statuses() == {"gate": online,
+                                       "yard": CameraStatus("yard", "offline", 5.0, 9.0)}
+    assert store.cameras() == ["gate", "yard"]  # known by their status alone
+
+
+def test_alerts_filter_by_kind(store):
+    store.put(make_alert("gate", 10))
+    store.put(make_alert("gate", 20, kind="camera-offline", id="gate:offline:20"))
+    assert [a.id for a in store.query(AlertQuery(kind="camera-offline"))] == ["gate:offline:20"]
+    assert [a.id for a in store.query(AlertQuery(kind="anomaly"))] == ["gate:10"]
+    assert store.get("gate:offline:20").kind == "camera-offline"
 
 
 def test_unknown_status_and_alert_are_clear_errors(store):

@@ -103,3 +103,17 @@ def test_a_database_from_a_newer_release_is_refused(tmp_path):
     sqlite3.connect(db).execute("PRAGMA user_version = 99")
     with pytest.raises(VadError, match="written by a newer vad"):
         open_store(f"sqlite:///{db}")
+
+
+def test_stores_opened_at_once_migrate_the_new_file_once(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vad.stores.sqlite import SQLiteAlertStore
+
+    path = tmp_path / "shared.db"
+    with ThreadPoolExecutor(4) as pool:  # e.g. `vad run` and the dashboard starting together
+        stores = list(pool.map(lambda _: SQLiteAlertStore(path), range(4)))
+    stores[0].put(make_alert())
+    assert all(store.get("cam:10") is not None for store in stores)
+    for store in stores:
+        store.close()

@@ -1,4 +1,5 @@
-"""Core value types shared by every stage: frames, clips, scores, events, alerts."""
+"""Core value types shared by every stage: frames, clips, scores, events, alerts, camera
+status."""
 
 from __future__ import annotations
 
@@ -178,6 +179,8 @@ def alert_id(camera_id: str, start_frame: int) -> str:
 
 
 ALERT_STATUSES = ("new", "acknowledged", "resolved")
+# What raised an alert: the anomaly pipeline, or a live camera without frames for too long.
+ALERT_KINDS = ("anomaly", "camera-offline")
 
 
 @dataclass
@@ -205,6 +208,7 @@ class Alert:
     boxes: tuple[Box, ...] = ()
     label: str = ""
     label_confidence: float = 0.0
+    kind: str = "anomaly"  # one of ALERT_KINDS
 
     @classmethod
     def from_event(cls, event: Event, keyframe_jpeg: bytes | None = None,
@@ -232,3 +236,48 @@ class Alert:
         self.explanation = explanation.reason
         self.objects = explanation.objects
         self.motion_description = explanation.motion_description
+
+
+# online: frames arrive. reconnecting: no frames, the stream is being (re)opened (also before
+# the first frame). stalled: the stream opened or was open but sent no frame in time; it is
+# reopened. offline: no frames for `live.offline_after_s` or more (still retried unless the
+# camera gave up).
+CAMERA_STATES = ("online", "reconnecting", "stalled", "offline")
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Frames a live camera did not deliver: after `last_frame` and before `next_frame`, from
+    `start_time` to `end_time` (s, the frames' clock)."""
+
+    last_frame: int
+    next_frame: int
+    start_time: float
+    end_time: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end_time - self.start_time
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    """Where a live camera stands, as stored per camera and shown to operators."""
+
+    camera_id: str
+    state: str  # one of CAMERA_STATES
+    since: float  # wall time the camera entered this state
+    updated_at: float
+    source: str = ""  # its URL, password redacted
+    last_error: str = ""
+    down_since: float | None = None  # no frames since (wall time; the start when none yet)
+    last_frame: int = -1  # the last frame delivered when this status was reported
+    reconnects: int = 0  # connections opened after the first
+    gap_count: int = 0
+    total_gap_s: float = 0.0
+    gaps: tuple[Gap, ...] = ()  # the most recent ones, oldest first
+
+    def __post_init__(self) -> None:
+        if self.state not in CAMERA_STATES:
+            raise ValueError(f"unknown camera state {self.state!r}; expected one of "
+                             f"{', '.join(CAMERA_STATES)}")

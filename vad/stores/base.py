@@ -13,7 +13,7 @@ import numpy as np
 from vad.config.sections import StoreConfig
 from vad.errors import VadError
 from vad.registry import Registry
-from vad.types import ALERT_STATUSES, Alert, Box
+from vad.types import ALERT_STATUSES, Alert, Box, CameraStatus, Gap
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class AlertQuery:
     min_score: float | None = None
     since: float | None = None  # event start time (s) lower bound
     until: float | None = None
+    kind: str | None = None  # one of vad.types.ALERT_KINDS
     limit: int = 200
 
 
@@ -63,7 +64,16 @@ class AlertStore(ABC):
                end_frame: int | None = None) -> ScoreSeries: ...
 
     @abstractmethod
-    def cameras(self) -> list[str]: ...
+    def cameras(self) -> list[str]:
+        """Cameras with alerts, scores or a status, sorted."""
+
+    @abstractmethod
+    def set_camera_status(self, status: CameraStatus) -> None:
+        """Replace the camera's live status."""
+
+    @abstractmethod
+    def camera_statuses(self) -> dict[str, CameraStatus]:
+        """The last status of every live camera, by camera id."""
 
     def close(self) -> None:
         """Release connections."""
@@ -81,6 +91,16 @@ def boxes_to_json(boxes: Sequence[Box]) -> str:
 
 def boxes_from_json(text: str | bytes | None) -> tuple[Box, ...]:
     return tuple(Box(**item) for item in json.loads(text)) if text else ()
+
+
+def status_to_json(status: CameraStatus) -> str:
+    return json.dumps(asdict(status))
+
+
+def status_from_json(text: str | bytes) -> CameraStatus:
+    values = json.loads(text)
+    values["gaps"] = tuple(Gap(**gap) for gap in values.get("gaps", ()))
+    return CameraStatus(**values)
 
 
 def check_status(status: str) -> None:
@@ -111,13 +131,3 @@ def open_store(config: StoreConfig | str) -> AlertStore:
     url = config.url if "://" in config.url else f"sqlite:///{config.url}"
     config = config.model_copy(update={"url": url})
     return STORES.get(urlparse(url).scheme)(config)
-
-
-def redacted(url: str) -> str:
-    """A store URL fit to show or log: the password replaced by ***."""
-    parsed = urlparse(url)
-    if parsed.password is None:
-        return url
-    netloc = parsed.netloc.rsplit("@", 1)[1]
-    user = f"{parsed.username}:" if parsed.username else ":"
-    return parsed._replace(netloc=f"{user}***@{netloc}").geturl()

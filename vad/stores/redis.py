@@ -8,6 +8,7 @@ Layout (prefix `vad` by default, `?prefix=` in the URL changes it):
 - `vad:camera:<cam>:alerts`   the same, per camera
 - `vad:scores:<cam>`          sorted set: the camera's fused score timeline, by frame index
 - `vad:cameras`               set of camera ids
+- `vad:camera-status`         hash: camera id -> its last live status (JSON)
 
 When Redis cannot be reached, writes go to a bounded on-disk spool (SQLite) in order and are
 replayed when it answers again, so an outage loses nothing; reads raise `StoreUnavailableError`.
@@ -35,8 +36,9 @@ from redis.retry import Retry
 from vad.errors import VadError
 from vad.config.sections import RedisStoreConfig, StoreConfig
 from vad.stores.base import (AlertQuery, AlertStore, ScoreSeries, boxes_from_json, boxes_to_json,
-                             check_status, redacted, register_store)
-from vad.types import Alert
+                             check_status, register_store, status_from_json, status_to_json)
+from vad.types import Alert, CameraStatus
+from vad.urls import redacted
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,10 @@ class RedisAlertStore(AlertStore):
                                "timestamps": [float(t) for t in timestamps],
                                "scores": [float(s) for s in scores]})
 
+    def set_camera_status(self, status: CameraStatus) -> None:
+        self._write("camera_status", {"camera_id": status.camera_id,
+                                      "status": status_to_json(status)})
+
     def set_status(self, alert_id: str, status: str, note: str = "") -> None:
         check_status(status)
         if self._apply("exists", {"id": alert_id}) == 0:
@@ -162,6 +168,12 @@ class RedisAlertStore(AlertStore):
             pipe.xadd(self._key("alerts"), {"type": "status", "id": payload["id"],
                                             "status": payload["status"]},
                       maxlen=self.options.stream_maxlen, approximate=True)
+            pipe.execute()
+
+    def _apply_camera_status(self, payload: dict[str, Any]) -> None:
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key("camera-status"), payload["camera_id"], payload["status"])
+            pipe.sadd(self._key("cameras"), payload["camera_id"])
             pipe.execute()
 
     # -- the spool ----------------------------------------------------------------------------
@@ -247,6 +259,11 @@ class RedisAlertStore(AlertStore):
         members = self._read(lambda: self._client.smembers(self._key("cameras")))
         return sorted(member.decode() for member in members)
 
+    def camera_statuses(self) -> dict[str, CameraStatus]:
+        raw = self._read(lambda: self._client.hgetall(self._key("camera-status")))
+        statuses = sorted(map(status_from_json, raw.values()), key=lambda s: s.camera_id)
+        return {status.camera_id: status for status in statuses}
+
     def close(self) -> None:
         self._closed.set()
         if self._flusher is not None:
@@ -266,7 +283,8 @@ def _matches(alert: Alert, query: AlertQuery) -> bool:
     return ((query.status is None or alert.status == query.status)
             and (query.min_score is None or alert.peak_score >= query.min_score)
             and (query.since is None or alert.start_time >= query.since)
-            and (query.until is None or alert.start_time <= query.until))
+            and (query.until is None or alert.start_time <= query.until)
+            and (query.kind is None or alert.kind == query.kind))
 
 
 # -- (de)serialisation --------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import numpy as np
 from vad.errors import VadError
 from vad.config.sections import StoreConfig
 from vad.stores.base import (AlertQuery, AlertStore, ScoreSeries, boxes_from_json, boxes_to_json,
-                             check_status, register_store)
-from vad.types import Alert
+                             check_status, register_store, status_from_json, status_to_json)
+from vad.types import Alert, CameraStatus
 
 _ALERT_FIELDS = [f.name for f in fields(Alert)]
 # Columns an operator owns: re-processing a stream must not reset them.
@@ -43,22 +43,36 @@ _MIGRATIONS = [
     ALTER TABLE alerts ADD COLUMN label TEXT NOT NULL DEFAULT '';
     ALTER TABLE alerts ADD COLUMN label_confidence REAL NOT NULL DEFAULT 0;
     """,
+    # Live cameras: what raised an alert (an anomaly or a camera offline), and each camera's
+    # last status (a CameraStatus as JSON).
+    """
+    ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'anomaly';
+    CREATE TABLE camera_status (
+        camera_id TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL, status TEXT NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 def migrate(db: sqlite3.Connection, path: str) -> int:
-    """Bring the database to SCHEMA_VERSION; returns the version it had."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise VadError(f"{path}: written by a newer vad (schema {version}, this one knows "
-                       f"{SCHEMA_VERSION}); upgrade vad to read it")
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        statements = [s for s in _MIGRATIONS[target - 1].split(";") if s.strip()]
-        with db:  # one transaction per step: a failed migration leaves the previous version
-            for statement in statements:
+    """Bring the database to SCHEMA_VERSION; returns the version it had. One transaction
+    holding the write lock from the version check on: a failed migration leaves the version
+    it found, and processes opening a store at once migrate it once."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise VadError(f"{path}: written by a newer vad (schema {version}, this one knows "
+                           f"{SCHEMA_VERSION}); upgrade vad to read it")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in (s for s in _MIGRATIONS[target - 1].split(";") if s.strip()):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {target}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
     return version
 
 
@@ -99,7 +113,8 @@ class SQLiteAlertStore(AlertStore):
                                   ("status", "=", query.status),
                                   ("peak_score", ">=", query.min_score),
                                   ("start_time", ">=", query.since),
-                                  ("start_time", "<=", query.until)):
+                                  ("start_time", "<=", query.until),
+                                  ("kind", "=", query.kind)):
             if value is not None:
                 clauses.append(f"{column} {op} ?")
                 params.append(value)
@@ -147,8 +162,21 @@ class SQLiteAlertStore(AlertStore):
     def cameras(self) -> list[str]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT camera_id FROM alerts UNION SELECT camera_id FROM scores ORDER BY 1")
+                "SELECT camera_id FROM alerts UNION SELECT camera_id FROM scores "
+                "UNION SELECT camera_id FROM camera_status ORDER BY 1")
             return [row[0] for row in rows.fetchall()]
+
+    def set_camera_status(self, status: CameraStatus) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO camera_status VALUES (?, ?, ?, ?)",
+                             (status.camera_id, status.state, status.updated_at,
+                              status_to_json(status)))
+
+    def camera_statuses(self) -> dict[str, CameraStatus]:
+        with self._lock:
+            rows = self._db.execute("SELECT status FROM camera_status ORDER BY camera_id")
+            statuses = [status_from_json(row[0]) for row in rows.fetchall()]
+        return {status.camera_id: status for status in statuses}
 
     def close(self) -> None:
         with self._lock:
