@@ -366,7 +366,7 @@ class Kafka:
         ensure_topic(self.broker.bootstrap, f"{topic}.dead-letter", self.partitions)
         config = self.config.model_copy(update={
             "kafka": KafkaConfig(bootstrap=self.broker.bootstrap, topic=topic),
-            "serve": ServeConfig(group=topic, partitions=self.partitions)})
+            "serve": ServeConfig(group=topic, partitions=self.partitions, metrics_port=None)})
         names = spread_ids(cameras, self.partitions)
         start_at = time.time() + startup_seconds()
         measure_from = start_at + warmup
