@@ -1,4 +1,7 @@
-"""Motion modality: dense optical flow (OpenCV DIS) and Hawk's flow-masked frame.
+"""Motion modality: dense optical flow (OpenCV DIS), optionally on downscaled frames.
+
+Hawk's flow-masked frame (moving pixels kept, the rest zeroed) is made where the moving
+threshold is known, per position: models/motion_cells.py.
 
 DIS at its MEDIUM preset on full-resolution Ped2 frames is the default: measured on Ped2
 test it is both faster and more accurate than Farneback (see docs/motion.md).
@@ -75,20 +78,3 @@ class DenseFlow:
         if len(frames) < 2:
             raise VadError(f"optical flow needs at least 2 frames, got {len(frames)}")
         return np.stack([self(frames[t], frames[t + 1]) for t in range(len(frames) - 1)])
-
-
-def flow_magnitude(flow: np.ndarray) -> np.ndarray:
-    return np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2)
-
-
-def moving_mask(flow: np.ndarray, threshold: float) -> np.ndarray:
-    """Pixels whose flow magnitude exceeds `threshold` pixels per frame."""
-    return flow_magnitude(flow) > threshold
-
-
-def flow_masked_frame(frame: np.ndarray, flow: np.ndarray, threshold: float) -> np.ndarray:
-    """Hawk's motion input: the frame with every pixel that does not move set to zero."""
-    if frame.shape[:2] != flow.shape[:2]:
-        raise VadError(f"frame {frame.shape[:2]} and flow {flow.shape[:2]} sizes differ")
-    mask = moving_mask(flow, threshold)
-    return frame * (mask[..., None] if frame.ndim == 3 else mask).astype(frame.dtype)
