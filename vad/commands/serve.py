@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     config_flag(parser, "--max-message-bytes", key="kafka.max_message_bytes", type=int,
                 help="larger messages are dead-lettered")
     config_flag(parser, "--workers", key="workers.processes", type=int, metavar="N",
-                help="group members this command runs, one process each (one per core)")
+                help="group members this command runs, one process each (default 1; one per "
+                     "core uses them all)")
     config_flag(parser, "--metrics-port", key="serve.metrics_port", type=int,
                 help="Prometheus metrics port (0: a free one, logged)")
     parser.set_defaults(func=run)
@@ -48,10 +49,12 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from vad.workers import run_processes, worker_count
+    from vad.workers import run_processes
 
     config = config_from_args(args)
-    workers = worker_count(config.workers)
+    # One member unless asked for more: a lone `vad serve` stays one consumer whose crash its
+    # orchestrator sees (and restarts), as before worker processes existed.
+    workers = config.workers.processes or 1
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -12,8 +12,9 @@ class WorkersConfig(Section):
     """How many processes score, and how many threads each one uses."""
 
     processes: int | None = Field(None, ge=1, description=(
-        "worker processes; none = one per CPU core this process may use (`vad run`: at most "
-        "one per camera; one runs in the calling process)"))
+        "worker processes; none = `vad run`: one per CPU core this process may use, at most "
+        "one per camera (one runs in the calling process); `vad serve`: one consumer-group "
+        "member (its orchestrator sees its crashes), `--workers N` for N"))
     threads: int = Field(1, ge=1, description=(
         "torch and OpenCV threads of each worker process when there are several: one each "
         "keeps the processes from contending for the cores"))
