@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -36,14 +36,16 @@ IMPORT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
-def serve(store: str, port: int | None = None, refresh: float = 5.0,
-          timeout: float = 60.0) -> Iterator[str]:
-    """Run `vad dashboard` on 127.0.0.1 until the block ends; yields its base URL."""
+def serve(store: str, port: int | None = None, refresh: float = 5.0, timeout: float = 60.0,
+          args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Run `vad dashboard` on 127.0.0.1 (with more `args`, e.g. a --config) until the block
+    ends; yields its base URL."""
     port = port or free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(IMPORT_ROOT),
-                                                                    os.environ.get("PYTHONPATH")]))}
+    env = {**(os.environ if env is None else env),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(IMPORT_ROOT),
+                                                       os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "vad.cli", "dashboard", "--store", store,
-               "--port", str(port), "--refresh", str(refresh)]
+               "--port", str(port), "--refresh", str(refresh), *args]
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -135,6 +137,15 @@ def click_button(driver, label: str, timeout: float = 60.0) -> None:
             return False
 
     WebDriverWait(driver, timeout, poll_frequency=0.25).until(clicked)
+
+
+def type_into(driver, label: str, text: str) -> None:
+    """Type into the text input labelled `label` (Streamlit sets it as aria-label)."""
+    from selenium.webdriver.common.by import By
+
+    field = driver.find_element(By.CSS_SELECTOR, f"input[aria-label='{label}']")
+    field.clear()
+    field.send_keys(text)
 
 
 def page_url(base: str, alert_id: str | None = None) -> str:

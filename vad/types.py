@@ -209,6 +209,8 @@ class Alert:
     label: str = ""
     label_confidence: float = 0.0
     kind: str = "anomaly"  # one of ALERT_KINDS
+    status_by: str = ""  # the operator who last set the status (signed-in name or anonymous)
+    status_at: float = 0.0  # when (Unix time); 0 = never triaged
 
     @classmethod
     def from_event(cls, event: Event, keyframe_jpeg: bytes | None = None,

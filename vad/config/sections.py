@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from vad.config.auth import DashboardAuthConfig
 from vad.config.base import Section
 
 
@@ -144,7 +145,7 @@ class DashboardConfig(Section):
     feed_rows: int = Field(30, ge=1, description="rows of the alert feed shown, newest first")
     threshold: float | None = Field(None, description=(
         "event threshold drawn on timelines; none = events.threshold"))
-
+    auth: DashboardAuthConfig = Field(default_factory=DashboardAuthConfig)
 
 
 class DataConfig(Section):

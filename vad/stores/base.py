@@ -52,7 +52,8 @@ class AlertStore(ABC):
         """Alerts matching the query, newest event first."""
 
     @abstractmethod
-    def set_status(self, alert_id: str, status: str, note: str = "") -> None: ...
+    def set_status(self, alert_id: str, status: str, note: str = "", by: str = "") -> None:
+        """An operator's triage: the status, their note, who (`by`) and when (now)."""
 
     @abstractmethod
     def record_scores(self, camera_id: str, indices: Sequence[int], timestamps: Sequence[float],

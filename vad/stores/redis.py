@@ -1,9 +1,9 @@
 """Redis alert store for the streaming service and the dashboard.
 
 Layout (prefix `vad` by default, `?prefix=` in the URL changes it):
-- `vad:alert:<id>`            hash: every `Alert` field (images as raw bytes) + `status_at`
+- `vad:alert:<id>`            hash: every `Alert` field (images as raw bytes)
 - `vad:alerts`                stream: one `alert` entry per new alert, one `status` entry per
-                              acknowledgement; what a live consumer tails (XREAD)
+                              acknowledgement (with who: `by`); what a live consumer tails (XREAD)
 - `vad:alerts:index`          sorted set of alert ids by `created_at` (newest first queries)
 - `vad:camera:<cam>:alerts`   the same, per camera
 - `vad:scores:<cam>`          sorted set: the camera's fused score timeline, by frame index
@@ -44,9 +44,11 @@ log = logging.getLogger(__name__)
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Alert)}
 # Fields an operator owns: re-processing a stream must not reset them.
-_OPERATOR_FIELDS = ("status", "note", "created_at")
+_OPERATOR_FIELDS = ("status", "note", "created_at", "status_by", "status_at")
 _BYTES_FIELDS = ("keyframe_jpeg", "heatmap_png")
 _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
+# A wrong or missing password is a configuration error, not an outage: nothing is spooled.
+_REFUSED = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
 
 # Atomic idempotent insert: fields refreshed on every put, operator fields and the stream
 # entry only the first time, so at-least-once delivery never shows a duplicate.
@@ -108,11 +110,11 @@ class RedisAlertStore(AlertStore):
         self._write("camera_status", {"camera_id": status.camera_id,
                                       "status": status_to_json(status)})
 
-    def set_status(self, alert_id: str, status: str, note: str = "") -> None:
+    def set_status(self, alert_id: str, status: str, note: str = "", by: str = "") -> None:
         check_status(status)
         if self._apply("exists", {"id": alert_id}) == 0:
             raise VadError(f"no alert with id {alert_id!r}")
-        self._write("status", {"id": alert_id, "status": status, "note": note,
+        self._write("status", {"id": alert_id, "status": status, "note": note, "by": by,
                                "at": time.time()})
 
     def _write(self, op: str, payload: dict[str, Any]) -> Any:
@@ -122,6 +124,8 @@ class RedisAlertStore(AlertStore):
                 return True
             try:
                 return self._apply(op, payload)
+            except _REFUSED as exc:
+                raise self._refused(exc) from None
             except _UNREACHABLE as exc:
                 self._mark_down(exc)
                 self._spool.append(op, payload)
@@ -134,6 +138,8 @@ class RedisAlertStore(AlertStore):
     def _apply_exists(self, payload: dict[str, Any]) -> int:
         try:
             return self._client.exists(self._key("alert", payload["id"]))
+        except _REFUSED as exc:
+            raise self._refused(exc) from None
         except _UNREACHABLE as exc:
             raise self._unavailable(exc) from None
 
@@ -143,7 +149,6 @@ class RedisAlertStore(AlertStore):
         always = [(name, _to_redis(name, getattr(alert, name))) for name in _FIELD_TYPES
                   if name not in _OPERATOR_FIELDS]
         once = [(name, _to_redis(name, getattr(alert, name))) for name in _OPERATOR_FIELDS]
-        once.append(("status_at", _to_redis("status_at", alert.created_at)))
         args = [alert.id, alert.created_at, camera, self.options.stream_maxlen, len(always)]
         args += [item for pair in always + once for item in pair]
         keys = [self._key("alert", alert.id), self._key("alerts"), self._key("alerts", "index"),
@@ -162,11 +167,12 @@ class RedisAlertStore(AlertStore):
 
     def _apply_status(self, payload: dict[str, Any]) -> None:
         with self._client.pipeline(transaction=True) as pipe:
+            by = payload.get("by", "")  # spooled by an older release: nobody recorded
             pipe.hset(self._key("alert", payload["id"]),
                       mapping={"status": payload["status"], "note": payload["note"],
-                               "status_at": repr(payload["at"])})
+                               "status_by": by, "status_at": repr(payload["at"])})
             pipe.xadd(self._key("alerts"), {"type": "status", "id": payload["id"],
-                                            "status": payload["status"]},
+                                            "status": payload["status"], "by": by},
                       maxlen=self.options.stream_maxlen, approximate=True)
             pipe.execute()
 
@@ -217,11 +223,16 @@ class RedisAlertStore(AlertStore):
     def _read(self, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
+        except _REFUSED as exc:
+            raise self._refused(exc) from None
         except _UNREACHABLE as exc:
             raise self._unavailable(exc) from None
 
     def _unavailable(self, exc: Exception) -> StoreUnavailableError:
         return StoreUnavailableError(f"{self._safe_url()}: Redis unreachable ({exc})")
+
+    def _refused(self, exc: Exception) -> VadError:
+        return VadError(f"{self._safe_url()}: Redis refused the credentials ({exc})")
 
     def get(self, alert_id: str) -> Alert | None:
         raw = self._read(lambda: self._client.hgetall(self._key("alert", alert_id)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -18,7 +19,7 @@ from vad.types import Alert, CameraStatus
 
 _ALERT_FIELDS = [f.name for f in fields(Alert)]
 # Columns an operator owns: re-processing a stream must not reset them.
-_OPERATOR_FIELDS = {"status", "note", "created_at"}
+_OPERATOR_FIELDS = {"status", "note", "created_at", "status_by", "status_at"}
 
 # Schema migrations: version N is reached by running _MIGRATIONS[N - 1] on version N - 1. The
 # 0.1.0 release wrote version 0 (no user_version) with the tables of the first step, so that
@@ -50,6 +51,11 @@ _MIGRATIONS = [
     CREATE TABLE camera_status (
         camera_id TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL, status TEXT NOT NULL
     );
+    """,
+    # Who triaged an alert, and when.
+    """
+    ALTER TABLE alerts ADD COLUMN status_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE alerts ADD COLUMN status_at REAL NOT NULL DEFAULT 0;
     """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -133,11 +139,12 @@ class SQLiteAlertStore(AlertStore):
             alerts.append(Alert(**values))
         return alerts
 
-    def set_status(self, alert_id: str, status: str, note: str = "") -> None:
+    def set_status(self, alert_id: str, status: str, note: str = "", by: str = "") -> None:
         check_status(status)
         with self._lock, self._db:
-            cursor = self._db.execute("UPDATE alerts SET status=?, note=? WHERE id=?",
-                                      (status, note, alert_id))
+            cursor = self._db.execute(
+                "UPDATE alerts SET status=?, note=?, status_by=?, status_at=? WHERE id=?",
+                (status, note, by, time.time(), alert_id))
         if cursor.rowcount == 0:
             raise VadError(f"no alert with id {alert_id!r}")
 
