@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vad.commands.common import add_config_args, config_from_args, expand_sources, provenance
+from vad.commands.common import (add_config_args, config_from_args, expand_sources, provenance,
+                                 writable_dir)
 
 
 def register(subparsers) -> None:
@@ -30,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     entry = config.scorers[0]
     training = TrainingSet.from_sources(expand_sources(args.inputs))
+    writable_dir(args.out, "checkpoint")
     scorer = get_scorer(entry.name, entry.params, config.device)
     # Scorers that train for long write periodic checkpoints here and resume from them.
     scorer.work_dir = args.out

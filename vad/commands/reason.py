@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vad.commands.common import add_config_args, config_flag, config_from_args
+from vad.commands.common import add_config_args, config_flag, config_from_args, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     config_flag(ev, "--llm", key="reasoning.llm.spec",
                 help="for --deduction llm: transformers:DIR or openai:URL[#MODEL]")
     add_config_args(ev)
-    ev.add_argument("--limit", type=int, help="judge only the first N frames of each video")
+    ev.add_argument("--limit", type=positive_int,
+                    help="judge only the first N frames of each video")
     ev.add_argument("--videos", nargs="+", help="evaluate only these video ids")
     ev.add_argument("--plot", help="save a PNG of per-video scores and labels here")
     ev.set_defaults(func=run_eval)
