@@ -283,3 +283,26 @@ class CameraStatus:
         if self.state not in CAMERA_STATES:
             raise ValueError(f"unknown camera state {self.state!r}; expected one of "
                              f"{', '.join(CAMERA_STATES)}")
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What is known of an alert's event clip without its bytes."""
+
+    alert_id: str
+    camera_id: str
+    first_frame: int  # the pre-roll's first frame
+    last_frame: int
+    frames: int
+    duration_s: float
+    size: int  # bytes
+    sha256: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class EventClip:
+    """An alert's event as a short H.264 MP4 (pre-roll included)."""
+
+    info: ClipInfo
+    data: bytes

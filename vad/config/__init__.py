@@ -17,6 +17,8 @@ import yaml
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, model_validator
 
 from vad.config.base import Section, shorthand
+from vad.config.evidence import ClipConfig
+from vad.config.outputs import OutputsConfig
 from vad.config.reasoning import ReasoningConfig
 from vad.config.scorers import FrameDiffEntry, ScorerEntry, fixed_fields, params_model, scorer_entry
 from vad.config.sections import (DashboardConfig, DataConfig, EventConfig, KafkaConfig,
@@ -65,6 +67,8 @@ class VadConfig(PipelineSettings):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    clips: ClipConfig = Field(default_factory=ClipConfig)
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     cameras: dict[CameraId, CameraConfig] = Field(default_factory=dict, description=(
         "per-camera sections, merged over the global scorers/window/postprocess/events/live"))
 
@@ -230,11 +234,12 @@ def validation_message(exc: ValidationError) -> str:
 # Discriminated unions name the chosen member in error locations, right after the union's
 # field (a scorers list index, describer, deduction); users never wrote it. The same word
 # elsewhere is a field (`reasoning.llm`).
-_UNION_TAGS = {"frame-diff", "ct-d2gan", "motion", "detector", "files", "vlm", "embed", "llm"}
+_UNION_TAGS = {"frame-diff", "ct-d2gan", "motion", "detector", "files", "vlm", "embed", "llm",
+               "kafka", "webhook"}
 
 
 def _tagged(part: object) -> bool:
-    return isinstance(part, int) or part in ("describer", "deduction")
+    return isinstance(part, int) or part in ("describer", "deduction", "targets")
 
 
 def config_yaml(config: Section, comments: bool = True) -> str:

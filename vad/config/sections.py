@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from vad.config.auth import DashboardAuthConfig
 from vad.config.base import Section
+from vad.config.evidence import RetentionConfig
 
 
 class WindowConfig(Section):
@@ -70,6 +71,7 @@ class StoreConfig(Section):
         "alert store URL: sqlite:///relative.db, sqlite:////absolute.db, redis://host:6379/0 "
         "(a bare path means SQLite)"))
     redis: RedisStoreConfig = Field(default_factory=RedisStoreConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
 
 class KafkaConfig(Section):
