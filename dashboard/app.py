@@ -24,8 +24,10 @@ from dashboard.feed import (EPOCH_TIMESTAMP_MIN, STATUS_COLORS, FeedRow, Malform
 from dashboard.settings import DashboardSettings
 from dashboard.signin import operator_badge, signed_in_operator
 from dashboard.text import field, notice, plain
-from vad.config.sections import StoreConfig
+from vad.config.outputs import OutputsConfig
+from vad.config.sections import KafkaConfig, StoreConfig
 from vad.errors import VadError
+from vad.outputs import AlertOutputs, build_outputs
 from vad.stores import AlertQuery, AlertStore, open_store
 from vad.types import ALERT_STATUSES, CAMERA_STATES, Alert, CameraStatus
 from vad.urls import RedactingFilter, redacted_text
@@ -45,6 +47,13 @@ CAMERA_STATE_COLORS = {"online": "green", "reconnecting": "orange", "stalled": "
 def get_store(store_json: str) -> AlertStore:
     # One connection per server process, shared by every viewer: stores are thread-safe.
     return open_store(StoreConfig.model_validate_json(store_json))
+
+
+@st.cache_resource(show_spinner=False)
+def get_outputs(outputs_json: str, kafka_json: str) -> AlertOutputs:
+    # One delivery thread per target per server process; triage events go where alerts go.
+    return build_outputs(OutputsConfig.model_validate_json(outputs_json),
+                         KafkaConfig.model_validate_json(kafka_json))
 
 
 @st.cache_resource(show_spinner=False)
@@ -201,6 +210,7 @@ def alert_detail(store: AlertStore, alert_id: str, settings: DashboardSettings,
         return
     alert_header(alert, row, settings)
     show_evidence(alert)
+    show_clip(store, alert, settings)
     timeline(store, alert, row, settings)
     reasoning(alert)
     triage_status(alert)
@@ -224,6 +234,28 @@ def show_evidence(alert: Alert) -> None:
         notice(st, "warning", "No evidence image:", exc)
         return
     st.image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), caption=caption, width="stretch")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def clip_bytes(store_json: str, alert_id: str, sha256: str) -> bytes | None:
+    """A clip's video, read once per clip (not at every refresh of the feed)."""
+    clip = get_store(store_json).clip(alert_id)
+    return None if clip is None or clip.info.sha256 != sha256 else clip.data
+
+
+def show_clip(store: AlertStore, alert: Alert, settings: DashboardSettings) -> None:
+    """The event clip, pre-roll included, when the pipeline recorded one."""
+    info = store.clip_info(alert.id)
+    data = info and clip_bytes(settings.store.model_dump_json(), alert.id, info.sha256)
+    if not data:
+        st.caption("No event clip for this alert.")
+        return
+    st.video(data, format="video/mp4")
+    st.caption(f"Event clip: frames {int(info.first_frame)}–{int(info.last_frame)} "
+               f"({int(info.frames)} frames, {float(info.duration_s):.1f} s, "
+               f"{int(info.size) / 1024:.0f} KB), pre-roll included")
+    st.download_button("Download clip", data, file_name="alert-clip.mp4",
+                       mime="video/mp4", key=f"clip-{alert.id}", icon=":material/download:")
 
 
 def timeline(store: AlertStore, alert: Alert, row: FeedRow,
@@ -260,14 +292,25 @@ def triage_status(alert: Alert) -> None:
     plain(st, f"{alert.status} by {alert.status_by}, {when}")
 
 
-def apply_triage(store_json: str, alert_id: str, status: str, operator: str) -> None:
+def apply_triage(settings: DashboardSettings, alert_id: str, status: str, operator: str) -> None:
     note = st.session_state.get(f"note-{alert_id}", "") or ""
     try:
-        get_store(store_json).set_status(alert_id, status, note, by=operator)
-        st.session_state.triage_message = (alert_id, "success", f"Marked {status}.", None)
+        store = get_store(settings.store.model_dump_json())
+        store.set_status(alert_id, status, note, by=operator)
     except Exception as exc:  # noqa: BLE001
         log.warning("dashboard: set_status failed: %s", exc)
         st.session_state.triage_message = (alert_id, "error", "Could not update this alert:",
+                                           redacted_text(str(exc)))
+        return
+    st.session_state.triage_message = (alert_id, "success", f"Marked {status}.", None)
+    try:
+        outputs = get_outputs(settings.outputs.model_dump_json(), settings.kafka.model_dump_json())
+        if outputs:
+            outputs.status_changed(store.get(alert_id))
+    except Exception as exc:  # noqa: BLE001 - the triage is stored; say what did not go out
+        log.warning("dashboard: publishing the triage failed: %s", exc)
+        st.session_state.triage_message = (alert_id, "warning",
+                                           f"Marked {status}, but it could not be published:",
                                            redacted_text(str(exc)))
 
 
@@ -279,8 +322,7 @@ def triage_form(alert: Alert, settings: DashboardSettings, operator: str) -> Non
         for status, label in TRIAGE_ACTIONS:
             with buttons:
                 st.form_submit_button(label, key=f"{status}-{alert.id}", on_click=apply_triage,
-                                      args=(settings.store.model_dump_json(), alert.id, status,
-                                            operator),
+                                      args=(settings, alert.id, status, operator),
                                       disabled=alert.status == status)
     # The outcome of this viewer's last action on this alert stays until they act again.
     message = st.session_state.get("triage_message")

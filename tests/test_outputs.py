@@ -125,7 +125,7 @@ def test_webhook_retries_a_failing_receiver_and_delivers_each_event_once_in_orde
         tmp_path, secret):
     receiver = Receiver(statuses=[503, 500, 429, 502])  # four failures before it works
     outputs = build_outputs(webhook_config(tmp_path, receiver.url, "outputs.dashboard_url="
-                                           "http://dash.example:8501/"))
+                                           "http://dash.example:8501/").outputs)
     try:
         alert = make_alert()
         sent = [outputs("opened", alert), outputs("updated", make_alert(end_frame=70)),
@@ -155,7 +155,7 @@ def test_webhook_retries_a_failing_receiver_and_delivers_each_event_once_in_orde
 def test_events_wait_on_disk_while_the_receiver_is_down_even_across_a_restart(tmp_path, secret):
     receiver = Receiver(up=False)
     config = webhook_config(tmp_path, receiver.url)
-    outputs = build_outputs(config)
+    outputs = build_outputs(config.outputs, config.kafka)
     for start in (10, 20, 30):
         outputs("opened", make_alert(start=start))
     time.sleep(0.3)  # a few refused connections
@@ -163,7 +163,7 @@ def test_events_wait_on_disk_while_the_receiver_is_down_even_across_a_restart(tm
     outputs.close(timeout=0.1)  # the sender stops with the receiver still down
     receiver.start()
     try:
-        restarted = build_outputs(config)  # same queue file
+        restarted = build_outputs(config.outputs, config.kafka)  # same queue file
         restarted("opened", make_alert(start=40))
         wait_until(lambda: len(receiver.accepted) == 4)
         restarted.close()
@@ -175,7 +175,7 @@ def test_events_wait_on_disk_while_the_receiver_is_down_even_across_a_restart(tm
 
 def test_a_refused_event_is_dropped_and_the_next_goes_on(tmp_path, secret):
     receiver = Receiver(statuses=[400, 301])
-    outputs = build_outputs(webhook_config(tmp_path, receiver.url))
+    outputs = build_outputs(webhook_config(tmp_path, receiver.url).outputs)
     try:
         for start in (1, 2, 3):
             outputs("opened", make_alert(start=start))
@@ -201,13 +201,13 @@ def test_a_webhook_needs_its_secret(tmp_path, monkeypatch):
     monkeypatch.delenv("VAD_WEBHOOK_SECRET", raising=False)
     with pytest.raises(VadError, match=r"webhook http://h:\*\*\*@x/: set the HMAC key in "
                                        r"\$VAD_WEBHOOK_SECRET"):
-        build_outputs(webhook_config(tmp_path, "http://h:pw@x/"))
+        build_outputs(webhook_config(tmp_path, "http://h:pw@x/").outputs)
     with pytest.raises(VadError, match="outputs.targets.0.url: String should match pattern"):
         webhook_config(tmp_path, "ftp://x/")
 
 
 def test_no_targets_no_events():
-    outputs = build_outputs(load_config())
+    outputs = build_outputs(load_config().outputs)
     assert not outputs and outputs("opened", make_alert()) is None
     assert isinstance(outputs, AlertOutputs)
 
@@ -221,7 +221,7 @@ def test_kafka_alerts_topic_keyed_by_camera(kafka_broker, tmp_path):
     config = load_config(None, [f"kafka.bootstrap={kafka_broker.bootstrap}",
                                 f"outputs.targets=[{{kind: kafka, topic: {topic}, partitions: 2}}]",
                                 f"outputs.queue_dir={tmp_path}/queues"])
-    outputs = build_outputs(config)
+    outputs = build_outputs(config.outputs, config.kafka)
     try:
         sent = []
         for camera in ("gate", "lobby"):
@@ -251,3 +251,25 @@ def test_kafka_alerts_topic_keyed_by_camera(kafka_broker, tmp_path):
         assert [e["type"] for e in events] == ["opened", "closed", "acknowledged"], camera
     assert sorted(e["event_id"] for es in by_camera.values() for e in es) == \
         sorted(e["event_id"] for e in sent)
+
+
+def test_the_dashboard_publishes_acknowledgements(monkeypatch, tmp_path, secret):
+    from test_dashboard import assert_no_exception, populate, run_app
+
+    from vad.stores import open_store
+
+    url = f"sqlite:///{tmp_path}/alerts.db"
+    with open_store(url) as store:
+        populate(store)
+    receiver = Receiver()
+    try:
+        app = run_app(monkeypatch, url, f"outputs.targets=[{{kind: webhook, url: '{receiver.url}'}}]",
+                      f"outputs.queue_dir={tmp_path}/queues", alert="cam-a:20")
+        app.button(key="acknowledged-cam-a:20").click().run()
+        assert_no_exception(app)
+        wait_until(lambda: len(receiver.accepted) == 1)
+    finally:
+        receiver.stop()  # the dashboard's delivery thread (a daemon) idles until the end
+    (event,) = receiver.events()
+    assert (event["type"], event["alert"]["id"]) == ("acknowledged", "cam-a:20")
+    assert event["alert"]["status"] == "acknowledged" and event["alert"]["status_by"] == "anonymous"

@@ -3,7 +3,7 @@ and each triage (acknowledged, resolved, reopened) as a versioned JSON event
 (`vad.outputs.events`, docs/outputs.md) to every configured target (`outputs.targets`: Kafka
 topics, webhooks), through a bounded on-disk queue per target.
 
-    outputs = build_outputs(config, store)   # the pipeline's alert listener
+    outputs = build_outputs(config.outputs, config.kafka, store)   # an alert listener
     outputs("closed", alert)                  # or outputs(change) with an AlertChange
 """
 
@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from vad.config import VadConfig
+from vad.config.outputs import OutputsConfig
+from vad.config.sections import KafkaConfig
 from vad.outputs import kafka, webhook  # noqa: F401  (register the kinds)
 from vad.outputs.base import OUTPUTS, AlertOutput, DeliveryError, QueuedOutput, register_output
 from vad.outputs.events import (EVENT_TYPES, SCHEMA, SCHEMA_VERSION, STATUS_EVENTS, alert_event,
@@ -62,16 +63,17 @@ class AlertOutputs:
             output.close(timeout)
 
 
-def build_outputs(config: VadConfig, store: Any = None) -> AlertOutputs:
-    """The outputs of `config.outputs`; `store` (an AlertStore) adds clip details to closed
-    alerts' events."""
+def build_outputs(settings: OutputsConfig, kafka: KafkaConfig | None = None,
+                  store: Any = None) -> AlertOutputs:
+    """The outputs of an `outputs` section (Kafka targets default to the `kafka` section's
+    brokers); `store` (an AlertStore) adds clip details to closed alerts' events."""
     outputs = []
     try:
-        for target in config.outputs.targets:
-            outputs.append(OUTPUTS.get(target.kind)(target, config.outputs, config.kafka))
+        for target in settings.targets:
+            outputs.append(OUTPUTS.get(target.kind)(target, settings, kafka))
     except BaseException:
         for output in outputs:
             output.close(0)
         raise
     clip_info = getattr(store, "clip_info", None)
-    return AlertOutputs(outputs, config.outputs.dashboard_url, clip_info)
+    return AlertOutputs(outputs, settings.dashboard_url, clip_info)

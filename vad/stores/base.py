@@ -13,7 +13,7 @@ import numpy as np
 from vad.config.sections import StoreConfig
 from vad.errors import VadError
 from vad.registry import Registry
-from vad.types import ALERT_STATUSES, Alert, Box, CameraStatus, Gap
+from vad.types import ALERT_STATUSES, Alert, Box, CameraStatus, ClipInfo, EventClip, Gap
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,24 @@ class AlertStore(ABC):
     def camera_statuses(self) -> dict[str, CameraStatus]:
         """The last status of every live camera, by camera id."""
 
+    # -- evidence: event clips and the retention policy (store.retention) ---------------------
+    @abstractmethod
+    def put_clip(self, clip: EventClip) -> None:
+        """Keep an alert's event clip (replacing one it had), then apply the retention."""
+
+    @abstractmethod
+    def clip(self, alert_id: str) -> EventClip | None: ...
+
+    @abstractmethod
+    def clip_info(self, alert_id: str) -> ClipInfo | None:
+        """What `clip` would give, without the video bytes."""
+
+    @abstractmethod
+    def apply_retention(self, now: float | None = None) -> int:
+        """Delete clips (and keyframes and heatmaps) older than `retention.max_age_days`, then
+        the oldest clips while they hold more than `retention.max_mb`; returns how many clips
+        went."""
+
     def close(self) -> None:
         """Release connections."""
 
@@ -102,6 +120,14 @@ def status_from_json(text: str | bytes) -> CameraStatus:
     values = json.loads(text)
     values["gaps"] = tuple(Gap(**gap) for gap in values.get("gaps", ()))
     return CameraStatus(**values)
+
+
+def clip_info_to_json(info: ClipInfo) -> str:
+    return json.dumps(asdict(info))
+
+
+def clip_info_from_json(text: str | bytes) -> ClipInfo:
+    return ClipInfo(**json.loads(text))
 
 
 def check_status(status: str) -> None:

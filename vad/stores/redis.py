@@ -9,6 +9,10 @@ Layout (prefix `vad` by default, `?prefix=` in the URL changes it):
 - `vad:scores:<cam>`          sorted set: the camera's fused score timeline, by frame index
 - `vad:cameras`               set of camera ids
 - `vad:camera-status`         hash: camera id -> its last live status (JSON)
+- `vad:clip:<id>`             hash: an alert's event clip (`data`, MP4) and its `info` (JSON)
+- `vad:clips`                 sorted set of alert ids with a clip, by the clip's created_at
+- `vad:clips:size`            hash: alert id -> its clip's bytes (the retention's budget)
+- `vad:retention:images`      how far back keyframes and heatmaps were already deleted
 
 When Redis cannot be reached, writes go to a bounded on-disk spool (SQLite) in order and are
 replayed when it answers again, so an outage loses nothing; reads raise `StoreUnavailableError`.
@@ -34,10 +38,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from vad.errors import VadError
+from vad.config.evidence import RetentionConfig
 from vad.config.sections import RedisStoreConfig, StoreConfig
 from vad.stores.base import (AlertQuery, AlertStore, ScoreSeries, boxes_from_json, boxes_to_json,
-                             check_status, register_store, status_from_json, status_to_json)
-from vad.types import Alert, CameraStatus
+                             check_status, clip_info_from_json, clip_info_to_json, register_store,
+                             status_from_json, status_to_json)
+from vad.types import Alert, CameraStatus, ClipInfo, EventClip
 from vad.urls import redacted
 
 log = logging.getLogger(__name__)
@@ -73,9 +79,11 @@ class StoreUnavailableError(VadError):
 
 
 class RedisAlertStore(AlertStore):
-    def __init__(self, url: str, options: RedisStoreConfig):
+    def __init__(self, url: str, options: RedisStoreConfig,
+                 retention: RetentionConfig | None = None):
         self.url = url
         self.options = options
+        self.retention = retention or RetentionConfig()
         self._client = redis.Redis.from_url(
             url, socket_connect_timeout=options.connect_timeout_s,
             socket_timeout=options.socket_timeout_s, health_check_interval=15,
@@ -109,6 +117,10 @@ class RedisAlertStore(AlertStore):
     def set_camera_status(self, status: CameraStatus) -> None:
         self._write("camera_status", {"camera_id": status.camera_id,
                                       "status": status_to_json(status)})
+
+    def put_clip(self, clip: EventClip) -> None:
+        self._write("clip", {"info": clip_info_to_json(clip.info),
+                             "data": base64.b64encode(clip.data).decode()})
 
     def set_status(self, alert_id: str, status: str, note: str = "", by: str = "") -> None:
         check_status(status)
@@ -181,6 +193,60 @@ class RedisAlertStore(AlertStore):
             pipe.hset(self._key("camera-status"), payload["camera_id"], payload["status"])
             pipe.sadd(self._key("cameras"), payload["camera_id"])
             pipe.execute()
+
+    def _apply_clip(self, payload: dict[str, Any]) -> None:
+        info = clip_info_from_json(payload["info"])
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key("clip", info.alert_id),
+                      mapping={"info": payload["info"], "data": base64.b64decode(payload["data"])})
+            pipe.zadd(self._key("clips"), {info.alert_id: info.created_at})
+            pipe.hset(self._key("clips", "size"), info.alert_id, info.size)
+            pipe.execute()
+        self._retain(time.time())
+
+    def apply_retention(self, now: float | None = None) -> int:
+        try:
+            return self._retain(time.time() if now is None else now)
+        except _REFUSED as exc:
+            raise self._refused(exc) from None
+        except _UNREACHABLE as exc:
+            raise self._unavailable(exc) from None
+
+    def _retain(self, now: float) -> int:
+        retention, client = self.retention, self._client
+        doomed: list[str] = []
+        if retention.max_age_days is not None:
+            cutoff = now - retention.max_age_days * 86400
+            doomed += [m.decode() for m in client.zrangebyscore(self._key("clips"), "-inf",
+                                                                 f"({cutoff}")]
+            done = float(client.get(self._key("retention", "images")) or "-inf")
+            since = "-inf" if done == float("-inf") else f"({done}"
+            old = client.zrangebyscore(self._key("alerts", "index"), since, f"({cutoff}")
+            with client.pipeline(transaction=False) as pipe:
+                for alert_id in old:
+                    pipe.hdel(self._key("alert", alert_id.decode()), *_BYTES_FIELDS)
+                pipe.set(self._key("retention", "images"), repr(max(done, cutoff)))
+                pipe.execute()
+        if retention.max_mb is not None:
+            sizes = {k.decode(): int(v) for k, v in
+                     client.hgetall(self._key("clips", "size")).items()}
+            excess = sum(size for key, size in sizes.items() if key not in doomed) \
+                - retention.max_mb * 2**20
+            for member in client.zrange(self._key("clips"), 0, -1):
+                if excess <= 0:
+                    break
+                alert_id = member.decode()
+                if alert_id not in doomed:
+                    doomed.append(alert_id)
+                    excess -= sizes.get(alert_id, 0)
+        if doomed:
+            with client.pipeline(transaction=True) as pipe:
+                for alert_id in doomed:
+                    pipe.delete(self._key("clip", alert_id))
+                pipe.zrem(self._key("clips"), *doomed)
+                pipe.hdel(self._key("clips", "size"), *doomed)
+                pipe.execute()
+        return len(doomed)
 
     # -- the spool ----------------------------------------------------------------------------
     def _mark_down(self, exc: Exception) -> None:
@@ -265,6 +331,14 @@ class RedisAlertStore(AlertStore):
         rows = [tuple(float(part) for part in member.split(b"|")) for member in members]
         array = np.array(rows, dtype=np.float64).reshape(-1, 3)
         return ScoreSeries(camera_id, array[:, 0].astype(np.int64), array[:, 1], array[:, 2])
+
+    def clip(self, alert_id: str) -> EventClip | None:
+        raw = self._read(lambda: self._client.hmget(self._key("clip", alert_id), "info", "data"))
+        return None if raw[0] is None else EventClip(clip_info_from_json(raw[0]), raw[1])
+
+    def clip_info(self, alert_id: str) -> ClipInfo | None:
+        info = self._read(lambda: self._client.hget(self._key("clip", alert_id), "info"))
+        return None if info is None else clip_info_from_json(info)
 
     def cameras(self) -> list[str]:
         members = self._read(lambda: self._client.smembers(self._key("cameras")))
@@ -418,4 +492,4 @@ def _open_redis(config: StoreConfig) -> RedisAlertStore:
     if not urlparse(config.url).hostname:
         raise VadError(f"{redacted(config.url)}: a Redis URL needs a host, "
                        "e.g. redis://localhost:6379/0")
-    return RedisAlertStore(config.url, config.redis)
+    return RedisAlertStore(config.url, config.redis, config.retention)

@@ -13,9 +13,11 @@ import numpy as np
 
 from vad.errors import VadError
 from vad.config.sections import StoreConfig
+from vad.config.evidence import RetentionConfig
 from vad.stores.base import (AlertQuery, AlertStore, ScoreSeries, boxes_from_json, boxes_to_json,
-                             check_status, register_store, status_from_json, status_to_json)
-from vad.types import Alert, CameraStatus
+                             check_status, clip_info_from_json, clip_info_to_json, register_store,
+                             status_from_json, status_to_json)
+from vad.types import Alert, CameraStatus, ClipInfo, EventClip
 
 _ALERT_FIELDS = [f.name for f in fields(Alert)]
 # Columns an operator owns: re-processing a stream must not reset them.
@@ -57,6 +59,14 @@ _MIGRATIONS = [
     ALTER TABLE alerts ADD COLUMN status_by TEXT NOT NULL DEFAULT '';
     ALTER TABLE alerts ADD COLUMN status_at REAL NOT NULL DEFAULT 0;
     """,
+    # Event clips: kept apart from the alerts, so that queries never read the videos.
+    """
+    CREATE TABLE clips (
+        alert_id TEXT PRIMARY KEY, created_at REAL NOT NULL, size INTEGER NOT NULL,
+        info TEXT NOT NULL, data BLOB NOT NULL
+    );
+    CREATE INDEX clips_created ON clips (created_at);
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -83,8 +93,9 @@ def migrate(db: sqlite3.Connection, path: str) -> int:
 
 
 class SQLiteAlertStore(AlertStore):
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, retention: RetentionConfig | None = None):
         self.path = str(path)
+        self.retention = retention or RetentionConfig()
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +196,50 @@ class SQLiteAlertStore(AlertStore):
             statuses = [status_from_json(row[0]) for row in rows.fetchall()]
         return {status.camera_id: status for status in statuses}
 
+    def put_clip(self, clip: EventClip) -> None:
+        info = clip.info
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO clips VALUES (?, ?, ?, ?, ?)",
+                             (info.alert_id, info.created_at, info.size,
+                              clip_info_to_json(info), clip.data))
+        self.apply_retention()
+
+    def clip(self, alert_id: str) -> EventClip | None:
+        with self._lock:
+            row = self._db.execute("SELECT info, data FROM clips WHERE alert_id=?",
+                                   (alert_id,)).fetchone()
+        return None if row is None else EventClip(clip_info_from_json(row[0]), bytes(row[1]))
+
+    def clip_info(self, alert_id: str) -> ClipInfo | None:
+        with self._lock:
+            row = self._db.execute("SELECT info FROM clips WHERE alert_id=?",
+                                   (alert_id,)).fetchone()
+        return None if row is None else clip_info_from_json(row[0])
+
+    def apply_retention(self, now: float | None = None) -> int:
+        retention, now = self.retention, time.time() if now is None else now
+        with self._lock, self._db:
+            deleted = 0
+            if retention.max_age_days is not None:
+                cutoff = now - retention.max_age_days * 86400
+                deleted += self._db.execute("DELETE FROM clips WHERE created_at < ?",
+                                            (cutoff,)).rowcount
+                self._db.execute("UPDATE alerts SET keyframe_jpeg=NULL, heatmap_png=NULL "
+                                 "WHERE created_at < ? AND (keyframe_jpeg IS NOT NULL OR "
+                                 "heatmap_png IS NOT NULL)", (cutoff,))
+            if retention.max_mb is not None:
+                excess = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM clips"
+                                          ).fetchone()[0] - retention.max_mb * 2**20
+                oldest = self._db.execute("SELECT alert_id, size FROM clips "
+                                          "ORDER BY created_at, alert_id").fetchall()
+                for alert_id, size in oldest:
+                    if excess <= 0:
+                        break
+                    self._db.execute("DELETE FROM clips WHERE alert_id=?", (alert_id,))
+                    excess -= size
+                    deleted += 1
+        return deleted
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -197,4 +252,4 @@ def _open_sqlite(config: StoreConfig) -> SQLiteAlertStore:
     path = path[1:] if path.startswith("/") else path
     if not path:
         raise VadError(f"{config.url}: a SQLite store URL needs a file, e.g. sqlite:///vad.db")
-    return SQLiteAlertStore(path)
+    return SQLiteAlertStore(path, config.retention)
