@@ -15,7 +15,8 @@ from typing import Any
 
 from vad.config.outputs import OutputsConfig
 from vad.config.sections import KafkaConfig
-from vad.outputs import kafka, webhook  # noqa: F401  (register the kinds)
+import vad.outputs.kafka  # noqa: F401  (registers kind kafka)
+import vad.outputs.webhook  # noqa: F401  (registers kind webhook)
 from vad.outputs.base import OUTPUTS, AlertOutput, DeliveryError, QueuedOutput, register_output
 from vad.outputs.events import (EVENT_TYPES, SCHEMA, SCHEMA_VERSION, STATUS_EVENTS, alert_event,
                                 encode_event)
