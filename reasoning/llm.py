@@ -138,13 +138,18 @@ class OpenAICompatibleLLM(LLM):
             return json.loads(response.read())
 
     def generate(self, prompt: str, max_new_tokens: int = 256) -> str:
-        payload = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                   "max_tokens": max_new_tokens, "temperature": self.config.temperature}
+        return self.chat([{"role": "user", "content": prompt}], max_new_tokens).strip()
+
+    def chat(self, messages: list[dict], max_tokens: int, **options) -> str:
+        """The reply to `messages` (contents may hold images) verbatim; `options` are extra
+        request fields (e.g. `seed`)."""
+        payload = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
+                   "temperature": self.config.temperature, **options}
         delay, attempt = self.config.backoff_s, 0
         while True:
             attempt += 1
             try:
-                return str(self._post(payload)["choices"][0]["message"]["content"]).strip()
+                return str(self._post(payload)["choices"][0]["message"]["content"] or "")
             except urllib.error.HTTPError as exc:
                 if exc.code != 429 and exc.code < 500:
                     raise VadError(f"{self.url}: HTTP {exc.code} {exc.reason}") from None

@@ -1,5 +1,8 @@
+import json
 import shutil
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +59,41 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path)
     yield server
     server.stop()
+
+
+# An OpenAI-compatible chat endpoint on loopback (reasoning LLMs, VANE answerers).
+class _ScriptedChat(BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat endpoint answering from a script of (status, content,
+    delay) steps; it records the requests it received."""
+
+    script: list[tuple[int, str, float]] = []
+    requests: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 (http.server API)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append(body)
+        status, content, delay = type(self).script.pop(0) if type(self).script else (500, "", 0)
+        threading.Event().wait(delay)
+        payload = (json.dumps({"choices": [{"message": {"content": content}}]})
+                   if status == 200 else json.dumps({"error": "scripted"}))
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(payload.encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client timed out first, as scripted
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def chat_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedChat)
+    _ScriptedChat.script, _ScriptedChat.requests = [], []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", _ScriptedChat
+    server.shutdown()
+    server.server_close()

@@ -20,7 +20,7 @@ LAYERS = [
     ("reasoning", ["reasoning"]),
     ("engine parts", ["vad.events", "vad.fusion", "vad.stores", "vad.outputs", "vad.clips"]),
     ("pipeline", ["vad.pipeline"]),
-    ("services", ["vad.serve", "vad.evaluation", "vad.cameras"]),
+    ("services", ["vad.serve", "vad.evaluation", "vad.cameras", "vad.vane"]),
     ("app", ["vad.commands", "vad.cli", "dashboard"]),
 ]
 

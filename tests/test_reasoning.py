@@ -3,9 +3,6 @@ local servers, describers, explained events and the `vad reason` commands."""
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -173,43 +170,6 @@ def test_embed_deducer_prefers_the_matching_anomaly_rule():
 
 # ---------------------------------------------------------------- LLM backends
 
-class _ScriptedChat(BaseHTTPRequestHandler):
-    """An OpenAI-compatible chat endpoint answering from a script of (status, content,
-    delay) steps; it records the requests it received."""
-
-    script: list[tuple[int, str, float]] = []
-    requests: list[dict] = []
-
-    def do_POST(self):  # noqa: N802 (http.server API)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append(body)
-        status, content, delay = type(self).script.pop(0) if type(self).script else (500, "", 0)
-        threading.Event().wait(delay)
-        payload = (json.dumps({"choices": [{"message": {"content": content}}]})
-                   if status == 200 else json.dumps({"error": "scripted"}))
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(payload.encode())
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client timed out first, as scripted
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def chat_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedChat)
-    _ScriptedChat.script, _ScriptedChat.requests = [], []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", _ScriptedChat
-    server.shutdown()
-    server.server_close()
-
-
 def _client(url: str, retries: int = 2, timeout: float = 5.0) -> OpenAICompatibleLLM:
     return OpenAICompatibleLLM(url + "#tiny", LLMConfig(spec=f"openai:{url}#tiny",
                                                        timeout_s=timeout, retries=retries,
@@ -363,6 +323,9 @@ def test_vlm_describer_with_a_tiny_random_model(tmp_path):
 
     from reasoning.describers import build_describer
 
+    import torch
+
+    torch.manual_seed(0)  # the random weights decide which words come out
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "how", "many", "people", "are",
              "in", "the", "image", "a", "person", "walking", "bicycle", "?"]
     processor = BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}),

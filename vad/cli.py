@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "vad.commands.publish",
     "vad.commands.serve",
     "vad.commands.reason",
+    "vad.commands.vane",
     "vad.commands.config",
     "vad.commands.data",
 ]

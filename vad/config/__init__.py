@@ -25,12 +25,13 @@ from vad.config.sections import (DashboardConfig, DataConfig, EventConfig, Kafka
                                  PostprocessConfig, PublishConfig, ServeConfig, StoreConfig,
                                  WindowConfig)
 from vad.config.sources import LiveSourceConfig
+from vad.config.vane import VaneConfig
 from vad.errors import VadError
 
 __all__ = ["CameraConfig", "EventConfig", "LiveSourceConfig", "PipelineSettings",
            "PostprocessConfig", "ReasoningConfig", "ScorerEntry", "Section", "VadConfig",
-           "config_data", "config_yaml", "default_of", "fixed_fields", "load_config",
-           "params_model", "scorer_entry", "set_value", "validated"]
+           "VaneConfig", "config_data", "config_yaml", "default_of", "fixed_fields",
+           "load_config", "params_model", "scorer_entry", "set_value", "validated"]
 
 CameraId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
@@ -67,6 +68,7 @@ class VadConfig(PipelineSettings):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    vane: VaneConfig = Field(default_factory=VaneConfig)
     clips: ClipConfig = Field(default_factory=ClipConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     cameras: dict[CameraId, CameraConfig] = Field(default_factory=dict, description=(
