@@ -229,6 +229,19 @@ CASES: list[tuple[str, str]] = [
     ("reason induce {descriptions} --llm openai:http://127.0.0.1:{closed_port}/v1 --batches 0 --out {out}/r.txt", "reasoning.induction.batches"),
     ("reason describe {missing} --out {out}", "no such file or folder"),
     ("reason describe {video} --out {out} --describer files", "argument --describer: invalid choice: 'files'"),
+
+    # --- vane ------------------------------------------------------------------------------
+    ("vane eval {empty_dir} --out {out}", "the following arguments are required: --answerer"),
+    ("vane eval {missing} --answerer hf:x --out {out}", "no such file or folder"),
+    ("vane eval {empty_dir} --answerer hf:x --out {out}", "neither VANE-Bench form"),
+    ("vane eval {a_file} --answerer hf:x --out {out}", "neither VANE-Bench form"),
+    ("vane eval {qa_without_clips} --answerer hf:x --out {out}", "no clip folder 'video_1_subset_1'"),
+    ("vane eval {qa_without_clips} --answerer hf:x --out {out} --frames 0", "vane.frames: Input should be greater than or equal to 1"),
+    ("vane eval {qa_without_clips} --answerer hf:x --out {out} --timeout -1", "vane.timeout_s: Input should be greater than 0"),
+    ("vane eval {qa_without_clips} --answerer hf:x --out {out} --retries -1", "vane.retries: Input should be greater than or equal to 0"),
+    ("vane build {bench} --annotations {missing} --out {out}", "cannot read annotations (No such file or directory)"),
+    ("vane build {bench} --annotations {invalid_yaml} --out {out}", "not a YAML annotations file"),
+    ("vane build {missing} --annotations {vane_annotations} --out {out}", "no such dataset folder"),
 ]
 
 
@@ -350,6 +363,11 @@ def files(tmp_path_factory) -> dict[str, str]:
     (tmp / "bad_labels.csv").write_text("a;b\n1;2\n")
     paths["bad_labels"] = tmp / "bad_labels.csv"
     paths["rules"] = REPO / "configs" / "rules" / "ped2" / "rule_ped2.txt"
+    qa = tmp / "qa"
+    qa.mkdir()
+    (qa / "video_1_subset_1_qa.txt").write_text("not a question\n")
+    paths["qa_without_clips"] = qa
+    paths["vane_annotations"] = REPO / "datasets" / "vane" / "ped2.yaml"
 
     values = {name: str(path) for name, path in paths.items()}
     values["closed_port"] = str(free_port())  # nothing listens there
