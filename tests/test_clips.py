@@ -195,3 +195,31 @@ def test_the_dashboard_plays_the_clip(monkeypatch, tmp_path):
     other = run_app(monkeypatch, url, alert="cam-a:60")
     assert not other.get("video") and "No event clip for this alert." in \
         [c.value for c in other.caption]
+
+
+def test_event_clips_follow_the_alert_lifecycle(tmp_path):
+    """As the pipeline drives them: frames pushed as they arrive, a clip started when an
+    alert opens (some frames after its event began) and stored when it closes."""
+    from types import SimpleNamespace
+
+    from vad.clips import EventClips
+
+    with open_store(f"sqlite:///{tmp_path}/alerts.db") as store:
+        clips = EventClips(ClipConfig(pre_roll_s=0.5), store, lambda camera: 8)
+        alert = Alert("gate:30", "gate", 30, 30, 3.0, 3.0, 30, 5.0, 5.0)
+        for index in range(80):
+            clips.push(barcode_frame("gate", index))
+            if index == 38:  # the event began at 30
+                clips(SimpleNamespace(kind="opened", alert=alert))
+            if index == 50:
+                clips(SimpleNamespace(kind="updated", alert=alert))
+            if index == 60:
+                clips(SimpleNamespace(kind="closed", alert=alert))
+        clips.close()
+        clip = store.clip("gate:30")
+    indices, _ = decoded_indices(clip.data)
+    assert indices == list(range(25, 61))  # 0.5 s of pre-roll, the event, up to the close
+    disabled = EventClips(ClipConfig(enabled=False), None, lambda camera: 0)
+    disabled.push(barcode_frame("gate", 0))
+    disabled(SimpleNamespace(kind="opened", alert=alert))  # nothing recorded, nothing stored
+    assert not disabled._recorders

@@ -18,6 +18,7 @@ import os
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from fractions import Fraction
 
 import cv2
@@ -178,3 +179,46 @@ class ClipRecorder:
             encoder.abandon()
         self._open.clear()
         self._buffer.clear()
+
+
+class EventClips:
+    """The pipeline's clips: every camera's recorder, fed each arriving frame (`push`), and an
+    alert listener (`__call__`, before the outputs) that starts a clip when an alert opens
+    and stores it when the alert closes. `lookback_frames(camera_id)` says how many frames
+    pass between an event's start and its alert opening on that camera."""
+
+    def __init__(self, config: ClipConfig, store, lookback_frames: Callable[[str], int]):
+        self.config, self.store, self.lookback_frames = config, store, lookback_frames
+        self._recorders: dict[str, ClipRecorder] = {}
+
+    def push(self, frame: Frame) -> None:
+        if self.config.enabled:
+            self._recorder(frame.camera_id).push(frame)
+
+    def __call__(self, change) -> None:
+        if not self.config.enabled or change.kind not in ("opened", "closed"):
+            return
+        alert = change.alert
+        recorder = self._recorder(alert.camera_id)
+        if change.kind == "opened":
+            recorder.start(alert.id, alert.start_frame)
+            return
+        clip = recorder.finish(alert.id)
+        if clip is not None:
+            self.store.put_clip(clip)
+
+    def _recorder(self, camera_id: str) -> ClipRecorder:
+        if camera_id not in self._recorders:
+            self._recorders[camera_id] = ClipRecorder(camera_id, self.config,
+                                                      self.lookback_frames(camera_id))
+        return self._recorders[camera_id]
+
+    def forget(self, camera_id: str) -> None:
+        """The camera left this pipeline: its buffer and unfinished clips go."""
+        recorder = self._recorders.pop(camera_id, None)
+        if recorder is not None:
+            recorder.close()
+
+    def close(self) -> None:
+        for camera_id in list(self._recorders):
+            self.forget(camera_id)
