@@ -223,3 +223,32 @@ def test_event_clips_follow_the_alert_lifecycle(tmp_path):
     disabled.push(barcode_frame("gate", 0))
     disabled(SimpleNamespace(kind="opened", alert=alert))  # nothing recorded, nothing stored
     assert not disabled._recorders
+
+
+def test_chromium_plays_the_clip(tmp_path):
+    import shutil
+    import time
+
+    pytest.importorskip("selenium")
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("chromium and chromium-driver are not installed")
+    from test_dashboard import make_alert
+
+    from dashboard.screenshot import (headless_chromium, page_url, serve, wait_for_text,
+                                      wait_for_videos)
+
+    url = f"sqlite:///{tmp_path}/alerts.db"
+    recorder = ClipRecorder("cam-a", ClipConfig(pre_roll_s=1.0), lookback_frames=5)
+    for index in range(0, 45):
+        recorder.push(barcode_frame("cam-a", index, size=(240, 360)))
+        if index == 22:
+            recorder.start("cam-a:20", 20)
+    with open_store(url) as store:
+        store.put(make_alert("cam-a", 20, 6.0, created_at=time.time()))
+        store.put_clip(recorder.finish("cam-a:20"))
+    with serve(url, timeout=180) as base, headless_chromium() as driver:
+        driver.get(page_url(base, "cam-a:20"))
+        wait_for_text(driver, "Event clip: frames 10–44 (35 frames", timeout=120)
+        assert wait_for_videos(driver, timeout=60) == 1  # decoded by the browser itself
+        assert driver.execute_script("return document.querySelector('video').duration") == \
+            pytest.approx(3.4, abs=0.1)
