@@ -64,7 +64,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 # An OpenAI-compatible chat endpoint on loopback (reasoning LLMs, VANE answerers).
 class _ScriptedChat(BaseHTTPRequestHandler):
     """An OpenAI-compatible chat endpoint answering from a script of (status, content,
-    delay) steps; it records the requests it received."""
+    delay[, {token: logprob}]) steps (the log-probabilities of the first answer token are
+    sent when asked for, as vLLM and llama.cpp's server do); it records the requests."""
 
     script: list[tuple[int, str, float]] = []
     requests: list[dict] = []
@@ -72,9 +73,14 @@ class _ScriptedChat(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (http.server API)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append(body)
-        status, content, delay = type(self).script.pop(0) if type(self).script else (500, "", 0)
+        step = type(self).script.pop(0) if type(self).script else (500, "", 0)
+        status, content, delay = step[:3]
         threading.Event().wait(delay)
-        payload = (json.dumps({"choices": [{"message": {"content": content}}]})
+        choice = {"message": {"content": content}}
+        if len(step) > 3 and body.get("logprobs"):
+            top = [{"token": t, "logprob": lp} for t, lp in step[3].items()]
+            choice["logprobs"] = {"content": [dict(top[0], top_logprobs=top)]}
+        payload = (json.dumps({"choices": [choice]})
                    if status == 200 else json.dumps({"error": "scripted"}))
         try:
             self.send_response(status)
