@@ -106,6 +106,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def unit_fraction(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]")
+    return value
+
+
 def open_sources(config: VadConfig, specs: list[str], camera_ids: list[str | None]) -> list:
     """The SOURCEs given (with their camera ids), or else every configured camera that names a
     `source`; a stream is read with its camera's `live` settings (the global ones for a camera
