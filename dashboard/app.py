@@ -210,6 +210,7 @@ def alert_detail(store: AlertStore, alert_id: str, settings: DashboardSettings,
         return
     alert_header(alert, row, settings)
     show_evidence(alert)
+    predicted_class(alert)
     show_clip(store, alert, settings)
     timeline(store, alert, row, settings)
     reasoning(alert)
@@ -234,6 +235,16 @@ def show_evidence(alert: Alert) -> None:
         notice(st, "warning", "No evidence image:", exc)
         return
     st.image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), caption=caption, width="stretch")
+
+
+def predicted_class(alert: Alert) -> None:
+    """The anomaly class a scorer named for the event (e.g. vadclip's "Fighting")."""
+    if not alert.label:
+        return
+    confidence = alert.label_confidence
+    shown = (f"{alert.label} (confidence {confidence:.0%})"
+             if isinstance(confidence, (int, float)) else str(alert.label))
+    field(st, "Predicted class", shown)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -272,9 +283,7 @@ def timeline(store: AlertStore, alert: Alert, row: FeedRow,
 
 
 def reasoning(alert: Alert) -> None:
-    label = (f"{alert.label} ({alert.label_confidence:.0%})"
-             if alert.label and isinstance(alert.label_confidence, (int, float)) else alert.label)
-    fields = (("Label", label), ("Explanation", alert.explanation), ("Broken rule", alert.rule),
+    fields = (("Explanation", alert.explanation), ("Broken rule", alert.rule),
               ("Motion", alert.motion_description), ("Objects", alert.objects))
     present = [(name, text) for name, text in fields if text]
     if not present:

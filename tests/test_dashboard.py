@@ -310,6 +310,20 @@ def test_camera_overview_counts_alerts(monkeypatch, sqlite_url):
     assert len(app.get("vega_lite_chart")) >= 3  # the detail timeline and one per camera
 
 
+def test_alert_detail_shows_the_predicted_class(monkeypatch, tmp_path):
+    url = f"sqlite:///{tmp_path}/labelled.db"
+    with open_store(url) as store:
+        labelled = make_alert("cam-a", 20, 4.0)
+        labelled.label, labelled.label_confidence = "Fighting", 0.82
+        store.put(labelled)
+        store.put(make_alert("cam-b", 50, 3.0, created_at=1_600_000_000))
+    app = run_app(monkeypatch, url)
+    assert_no_exception(app)
+    assert "**Predicted class:** Fighting (confidence 82%)" in texts(app)
+    app.button(key="open-cam-b:50").click().run()
+    assert "Predicted class" not in texts(app)  # an alert without a class shows none
+
+
 def test_camera_tab_shows_each_live_cameras_status(monkeypatch, sqlite_url):
     gap = Gap(last_frame=41, next_frame=60, start_time=1_700_000_100.0,
               end_time=1_700_000_101.9)

@@ -20,7 +20,7 @@ LAYERS = [
     ("reasoning", ["reasoning"]),
     ("engine parts", ["vad.events", "vad.fusion", "vad.stores", "vad.outputs", "vad.clips"]),
     ("pipeline", ["vad.pipeline"]),
-    ("services", ["vad.serve", "vad.evaluation", "vad.cameras", "vad.vane"]),
+    ("services", ["vad.serve", "vad.evaluation", "vad.weak_eval", "vad.cameras", "vad.vane"]),
     ("app", ["vad.commands", "vad.cli", "dashboard"]),
 ]
 

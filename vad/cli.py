@@ -14,6 +14,7 @@ from vad.urls import RedactingFilter, redacted_text
 
 COMMAND_MODULES = [
     "vad.commands.fit",
+    "vad.commands.features",
     "vad.commands.run",
     "vad.commands.eval",
     "vad.commands.dashboard",

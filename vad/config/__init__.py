@@ -20,7 +20,8 @@ from vad.config.base import Section, shorthand
 from vad.config.evidence import ClipConfig
 from vad.config.outputs import OutputsConfig
 from vad.config.reasoning import ReasoningConfig
-from vad.config.scorers import FrameDiffEntry, ScorerEntry, fixed_fields, params_model, scorer_entry
+from vad.config.scorers import (FrameDiffEntry, ScorerEntry, SnippetEncoding, fixed_fields,
+                                params_model, scorer_entry)
 from vad.config.sections import (DashboardConfig, DataConfig, EventConfig, KafkaConfig,
                                  PostprocessConfig, PublishConfig, ServeConfig, StoreConfig,
                                  WindowConfig)
@@ -68,6 +69,8 @@ class VadConfig(PipelineSettings):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    features: SnippetEncoding = Field(default_factory=SnippetEncoding, description=(
+        "snippet embeddings written by `vad features` (the vadclip scorer's input)"))
     vane: VaneConfig = Field(default_factory=VaneConfig)
     clips: ClipConfig = Field(default_factory=ClipConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
@@ -236,8 +239,8 @@ def validation_message(exc: ValidationError) -> str:
 # Discriminated unions name the chosen member in error locations, right after the union's
 # field (a scorers list index, describer, deduction); users never wrote it. The same word
 # elsewhere is a field (`reasoning.llm`).
-_UNION_TAGS = {"frame-diff", "ct-d2gan", "motion", "detector", "files", "vlm", "embed", "llm",
-               "kafka", "webhook"}
+_UNION_TAGS = {"frame-diff", "ct-d2gan", "motion", "vadclip", "detector", "files", "vlm", "embed",
+               "llm", "kafka", "webhook"}
 
 
 def _tagged(part: object) -> bool:
