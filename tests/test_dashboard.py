@@ -319,7 +319,8 @@ def test_alert_detail_shows_the_predicted_class(monkeypatch, tmp_path):
         store.put(make_alert("cam-b", 50, 3.0, created_at=1_600_000_000))
     app = run_app(monkeypatch, url)
     assert_no_exception(app)
-    assert "**Predicted class:** Fighting (confidence 82%)" in texts(app)
+    assert "Predicted class" in [c.value for c in app.caption]
+    assert "Fighting (confidence 82%)" in [t.value for t in app.text]  # data: plain text
     app.button(key="open-cam-b:50").click().run()
     assert "Predicted class" not in texts(app)  # an alert without a class shows none
 

@@ -134,7 +134,7 @@ def test_alert_fields_reach_the_app_as_plain_text_only(monkeypatch, tmp_path):
     plain = {str(t.value) for t in app.text}
     for name in ("camera", "explanation", "rule", "objects", "motion"):
         assert payloads[name] in plain, name
-    assert f"{payloads['label']} (75%)" in plain
+    assert f"{payloads['label']} (confidence 75%)" in plain
     assert f"Last error: {payloads['last_error']}" in plain
     assert app.text_area(key=f"note-{spoofed}").value == payloads["note"]
     markup = "\n".join(str(e.value) for kind in MARKUP_ELEMENTS for e in getattr(app, kind))
@@ -175,7 +175,7 @@ def test_spoofed_alerts_in_chromium_show_literally_and_fetch_nothing(tmp_path, o
         page = wait_for_text(driver, payloads["explanation"], timeout=120)
         for name in ("camera", "rule", "objects", "motion"):
             assert payloads[name] in page, name
-        assert f"{payloads['label']} (75%)" in page
+        assert f"{payloads['label']} (confidence 75%)" in page
         note = driver.find_element(By.CSS_SELECTOR, "textarea[aria-label='Operator note']")
         assert note.get_attribute("value") == payloads["note"]
         # The camera filter lists the spoofed camera id as it is.
