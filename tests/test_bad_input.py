@@ -104,6 +104,12 @@ CASES: list[tuple[str, str]] = [
     ("fit {video} --scorer frame-diff --out {out} --param size=big", "scorers.0.params.size"),
     ("fit {video} --scorer ct-d2gan --out {out} --param iterations=-1", "scorers.0.params.iterations: Input should be greater than or equal to 0"),
     ("fit {video} --scorer ct-d2gan --out {out} --param lr_generator=.nan", "scorers.0.params.lr_generator: Input should be a finite number"),
+    ("fit {video} --anomalous {video} --scorer frame-diff --out {out}", "--anomalous: frame-diff is one-class"),
+    ("fit {video} --anomalous {missing} --scorer vadclip --out {out}", "no such file or folder"),
+    ("fit {video} --scorer vadclip --out {out}", "weakly supervised training needs a label for every video"),
+    ("fit {video_list} --anomalous {video} --scorer vadclip --out {out}", "a list CSV holds the labels"),
+    ("fit {bad_video_list} --scorer vadclip --out {out}", "expected a CSV with a path,label header"),
+    ("fit {video_list_missing} --scorer vadclip --out {out}", "no-such-file: no such file"),
     ("fit {video} --scorer frame-diff --out {unwritable}", "vad-cannot-write-here: cannot write the checkpoint (No such file or directory)"),
     ("fit {video} --scorer frame-diff --out {a_file}", "a-file.txt: cannot write the checkpoint (File exists)"),
 
@@ -369,6 +375,12 @@ def files(tmp_path_factory) -> dict[str, str]:
     (tmp / "bad_labels.csv").write_text("a;b\n1;2\n")
     paths["bad_labels"] = tmp / "bad_labels.csv"
     paths["rules"] = REPO / "configs" / "rules" / "ped2" / "rule_ped2.txt"
+    (tmp / "list.csv").write_text(f"path,label\n{video},Normal\n")
+    paths["video_list"] = tmp / "list.csv"
+    (tmp / "bad-list.csv").write_text("a;b\n1;2\n")
+    paths["bad_video_list"] = tmp / "bad-list.csv"
+    (tmp / "missing-list.csv").write_text(f"path,label\n{paths['missing']},Fighting\n")
+    paths["video_list_missing"] = tmp / "missing-list.csv"
     qa = tmp / "qa"
     qa.mkdir()
     (qa / "video_1_subset_1_qa.txt").write_text("not a question\n")
