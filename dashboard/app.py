@@ -29,7 +29,7 @@ from vad.config.sections import KafkaConfig, StoreConfig
 from vad.errors import VadError
 from vad.outputs import AlertOutputs, build_outputs
 from vad.stores import AlertQuery, AlertStore, open_store
-from vad.types import ALERT_STATUSES, CAMERA_STATES, Alert, CameraStatus
+from vad.types import ALERT_STATUSES, CAMERA_STATES, CLOSE_REASONS, Alert, CameraStatus
 from vad.urls import RedactingFilter, redacted_text
 
 log = logging.getLogger("vad.dashboard")
@@ -140,6 +140,8 @@ def render_feed(rows: list[FeedRow], selected: str | None, threshold: float) -> 
             plain(cells[1], row.camera_id)
             cells[2].markdown(f"{row.event_time}  \n:gray[raised {row.raised}]")
             cells[3].markdown(f"{row.duration}  \n:gray[{row.frames} frames]")
+            if row.ongoing:
+                cells[3].badge("ongoing", icon=":material/radio_button_checked:", color="red")
             cells[4].badge(row.status, color=STATUS_COLORS[row.status])
             cells[5].button("", icon=":material/visibility:", help="Show this alert",
                             key=f"open-{row.alert_id}", on_click=select_alert, args=(row.alert_id,),
@@ -226,6 +228,10 @@ def alert_header(alert: Alert, row: FeedRow, settings: DashboardSettings) -> Non
     badges.badge(row.status, color=STATUS_COLORS[row.status])
     badges.badge(row.event_time, color="gray")
     badges.badge(f"{row.duration} ({row.frames} frames)", color="gray")
+    if row.ongoing:
+        badges.badge("ongoing", icon=":material/radio_button_checked:", color="red")
+    elif alert.close_reason in CLOSE_REASONS and alert.close_reason != "end":
+        badges.badge(f"closed: {alert.close_reason}", color="gray")  # a fixed word, not data
 
 
 def show_evidence(alert: Alert) -> None:

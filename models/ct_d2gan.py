@@ -293,3 +293,15 @@ class _PredictionSession(ScoringSession):
 
     def score(self, clip: Clip) -> ScoreResult:
         return self.scorer.score_encoded(clip, self.cache)
+
+    def state(self) -> dict:
+        return super().state() | {"cache": {
+            "indices": self.cache.indices,
+            "encoded": [e.cpu().numpy() for e in self.cache.encoded]}}
+
+    def restore(self, state: dict) -> None:
+        super().restore(state)
+        device = self.scorer.torch_device
+        self.cache.indices = np.asarray(state["cache"]["indices"], np.int64)
+        self.cache.encoded = [torch.from_numpy(e.copy()).to(device)
+                              for e in state["cache"]["encoded"]]

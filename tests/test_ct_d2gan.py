@@ -203,3 +203,20 @@ def test_a_config_may_change_what_a_checkpoint_does_not_fix(trained, tmp_path):
     assert faster.config.inference_batch == 1 and faster.config.width == TINY["width"]
     with pytest.raises(VadError, match="params.width=8 differs from the checkpoint's 4"):
         load_scorer(saved, CTD2GANParams(**(TINY | {"width": 8})))
+
+
+def test_a_session_restored_from_its_state_scores_identically(trained):
+    """The encoding cache travels in the session state: a restored session goes on with the
+    very same scores (vad serve checkpoints)."""
+    from vad.snapshots import pack, unpack
+
+    frames = [Frame("toy", i, i / 10, image) for i, image in enumerate(toy_frames(24, True))]
+    whole = trained.session("toy", 4)
+    expected = np.concatenate([r.scores for r in iter_scores(whole, frames)])
+    first = trained.session("toy", 4)
+    got = [r.scores for f in frames[:10] if (r := first.push(f)) is not None]
+    second = trained.session("toy", 4)
+    second.restore(unpack(pack(first.state())))
+    assert len(second.cache.encoded) and len(second.cache.indices)
+    got += [r.scores for r in iter_scores(second, frames[10:])]
+    np.testing.assert_array_equal(np.concatenate(got), expected)

@@ -128,6 +128,20 @@ def test_feed_row_rejects_malformed_records():
         feed_row(bad)
 
 
+def test_an_ongoing_alert_shows_as_ongoing(monkeypatch, tmp_path):
+    url = f"sqlite:///{tmp_path}/ongoing.db"
+    alert = make_alert("cam-a", 20, 4.0)
+    alert.lifecycle = "ongoing"
+    with open_store(url) as store:
+        store.put(alert)
+    row = feed_row(alert, now=1_700_000_100)
+    assert row.ongoing and row.duration == "2.0 s so far"
+    app = run_app(monkeypatch, url)
+    assert_no_exception(app)
+    ongoing = ":red-badge[:material/radio_button_checked: ongoing]"
+    assert [str(e.value) for e in app.markdown].count(ongoing) == 2  # in the feed and detail
+
+
 def test_settings_round_trip_through_the_environment():
     config = load_config(None, ["store.url=redis://:pw@h:1/0", "dashboard.threshold=2.5",
                                 "dashboard.refresh=1", "dashboard.feed_rows=7"])

@@ -13,7 +13,7 @@ PACKAGES = ("vad", "streams", "models", "reasoning", "dashboard")
 # Lowest first. A module belongs to the layer of the longest prefix that names it.
 LAYERS = [
     ("core", ["vad", "vad.types", "vad.errors", "vad.config", "vad.registry", "vad.evidence",
-              "vad.metrics", "vad.postprocess", "vad.plots", "vad.urls"]),
+              "vad.metrics", "vad.postprocess", "vad.plots", "vad.snapshots", "vad.urls"]),
     ("streams", ["streams"]),
     ("data", ["vad.data"]),
     ("models", ["models"]),

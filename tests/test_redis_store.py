@@ -1,6 +1,8 @@
 """The Redis alert store against a real redis-server: the AlertStore contract (shared with
 SQLite), idempotent puts, the alert stream, and the on-disk spool across an outage."""
 
+import os
+import signal
 import time
 
 import pytest
@@ -171,6 +173,85 @@ def test_boxes_and_labels_round_trip(store):
     store.put(make_alert(boxes=boxes, label="Vehicle", label_confidence=0.75))
     stored = store.get("cam1:10")
     assert stored.boxes == boxes and (stored.label, stored.label_confidence) == ("Vehicle", 0.75)
+
+
+def test_lifecycle_and_explanation_have_their_own_writers(store):
+    from vad.types import Explanation
+
+    ongoing = make_alert(lifecycle="ongoing")
+    store.put(ongoing)
+    assert store.get(ongoing.id).ongoing
+    explained = make_alert(lifecycle="ongoing")
+    explained.explain(Explanation(True, "no carts", "a cart", "1 cart", "fast"))
+    store.explain(explained)
+    store.put(make_alert(end_frame=40, lifecycle="closed", close_reason="max-duration"))
+    stored = store.get(ongoing.id)
+    assert (stored.lifecycle, stored.close_reason, stored.end_frame) == (
+        "closed", "max-duration", 40)
+    assert (stored.rule, stored.explanation, stored.objects, stored.motion_description) == (
+        "no carts", "a cart", "1 cart", "fast")
+    store.explain(make_alert(start=99))  # an unknown alert gains nothing
+    assert store.get("cam1:99") is None
+
+
+def test_checkpoints_are_saved_loaded_deleted_by_scope(store):
+    store.save_states("g/t/0", {"cam1": b"\x00state-1", "cam2": b"state-2"})
+    store.save_states("g/t/1", {"cam1": b"other partition"})
+    store.save_states("g/t/0", {"cam1": b"newer", "cam2": None})
+    assert store.load_state("g/t/0", "cam1") == b"newer"
+    assert store.load_state("g/t/0", "cam2") is None
+    assert store.state_keys("g/t/0") == {"cam1"} and store.state_keys("g/t/9") == set()
+    store.clear_states("g/t/0")
+    assert store.load_state("g/t/0", "cam1") is None
+    assert store.load_state("g/t/1", "cam1") == b"other partition"
+
+
+def test_checkpoints_wait_for_spooled_writes_and_a_hung_redis_spools(redis_server, tmp_path):
+    """A checkpoint must never be in Redis before the alerts it follows; a stopped (hung)
+    Redis makes writes spool after the socket timeout instead of stalling them."""
+    store = redis_store(redis_server.url, spool=str(tmp_path / "s.sqlite"), retry_seconds=0.2,
+                        socket_timeout_s=0.3)
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    try:
+        store.put(make_alert(start=5))
+        assert store.spooled() == 1
+        with pytest.raises(StoreUnavailableError):
+            store.save_states("g/t/0", {"cam1": b"state"})
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while True:  # once the spool drained, checkpoints go through
+        try:
+            store.save_states("g/t/0", {"cam1": b"state"})
+            break
+        except StoreUnavailableError:
+            assert time.monotonic() < deadline, "the spool never drained"
+            time.sleep(0.1)
+    assert store.spooled() == 0 and store.get("cam1:5") is not None
+    store.close()
+
+
+def test_the_spool_is_made_only_when_needed_and_fails_in_one_line(redis_server, tmp_path):
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the spool folder should be")
+    spool = blocked / "spool.sqlite"
+    with redis_store(redis_server.url, spool=str(spool)) as store:  # Redis up: never needed
+        store.put(make_alert())
+        redis_server.stop()
+        with pytest.raises(StoreUnavailableError) as info:
+            store.put(make_alert(start=30))
+    assert str(info.value).startswith(f"spool {spool}: cannot be opened")
+    assert "\n" not in str(info.value)
+
+
+def test_a_spool_file_belongs_to_one_store(redis_server, tmp_path):
+    spool = str(tmp_path / "shared.sqlite")
+    with redis_store(redis_server.url, spool=spool, retry_seconds=60) as store:
+        redis_server.stop()
+        store.put(make_alert())  # spooled for prefix vad
+    with pytest.raises(StoreUnavailableError, match="holds writes for .* prefix vad"):
+        with redis_store(redis_server.url, spool=spool, prefix="other") as other:
+            other.put(make_alert())
 
 
 def test_an_alert_hash_of_the_previous_release_reads_with_defaults(redis_server, tmp_path):

@@ -33,22 +33,27 @@ class CameraFeeds:
         self._last: dict[str, int] = {}
 
     def feed(self, frame: Frame) -> list[Alert]:
+        """The alerts closed because of this frame (ongoing ones are stored as they go)."""
         alerts = []
         last = self._last.get(frame.camera_id)
         if last is not None and frame.index != last + 1:
-            alerts += self.end(frame.camera_id)
+            alerts += self.end(frame.camera_id, "idle")
         self._last[frame.camera_id] = frame.index
-        return alerts + self.pipeline.process(frame)
+        return alerts + _closed(self.pipeline.process(frame))
 
-    def end(self, camera_id: str) -> list[Alert]:
-        """The camera's frames stopped: score the last ones, close its event, forget it."""
+    def end(self, camera_id: str, reason: str = "stream-end") -> list[Alert]:
+        """The camera's frames stopped: score the last ones, close its alert, forget it."""
         self._last.pop(camera_id, None)
-        alerts = self.pipeline.finish(camera_id)
+        alerts = _closed(self.pipeline.finish(camera_id, reason))
         self.pipeline.reset_camera(camera_id)
         return alerts
 
     def cameras(self) -> list[str]:
         return list(self._last)
+
+
+def _closed(changes) -> list[Alert]:
+    return [change.alert for change in changes if change.kind == "closed"]
 
 
 class CameraStatusRecorder:
@@ -70,6 +75,7 @@ class CameraStatusRecorder:
                 self.alerts[alert.id] = alert
         if alert is not None:
             self.store.put(alert)
+            self.store.explain(alert)  # its text says how long, and `put` keeps explanations
 
     def _offline_alert(self, status: CameraStatus) -> Alert | None:
         camera = status.camera_id
@@ -82,7 +88,7 @@ class CameraStatusRecorder:
                           start_time=status.down_since, end_time=status.updated_at,
                           peak_frame=first_missing, peak_score=0.0, mean_score=0.0, kind=OFFLINE,
                           explanation=f"camera offline for {seconds:.0f} s so far "
-                                      f"({status.last_error})")
+                                      f"({status.last_error})", lifecycle="ongoing")
             self._outages[camera] = alert
             return alert
         if status.state == "online" and current is not None:
@@ -90,6 +96,7 @@ class CameraStatusRecorder:
             resumed = status.last_frame
             current.end_frame = max(current.start_frame, resumed - 1)
             current.end_time = status.since
+            current.lifecycle, current.close_reason = "closed", "end"
             current.explanation = (f"camera offline for {status.since - current.start_time:.0f} "
                                    f"s ({status.last_error}); frames resumed at frame {resumed}")
             return current

@@ -11,12 +11,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame of a camera. `image` is HxWx3 BGR uint8 or HxW uint8."""
+    """One decoded frame of a camera. `image` is HxWx3 BGR uint8 or HxW uint8; `encoded` is
+    the JPEG it was decoded from, when it came as one (stream messages): a state snapshot
+    keeps those bytes instead of the pixels."""
 
     camera_id: str
     index: int
     timestamp: float
     image: np.ndarray
+    encoded: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,9 @@ def alert_id(camera_id: str, start_frame: int) -> str:
 ALERT_STATUSES = ("new", "acknowledged", "resolved")
 # What raised an alert: the anomaly pipeline, or a live camera without frames for too long.
 ALERT_KINDS = ("anomaly", "camera-offline")
+# An alert is stored as soon as its event lasted min_duration frames (ongoing), re-stored
+# while it lasts and closed at its end; why it closed:
+CLOSE_REASONS = ("end", "max-duration", "idle", "stream-end", "restart", "error")
 
 
 @dataclass
@@ -211,10 +217,18 @@ class Alert:
     kind: str = "anomaly"  # one of ALERT_KINDS
     status_by: str = ""  # the operator who last set the status (signed-in name or anonymous)
     status_at: float = 0.0  # when (Unix time); 0 = never triaged
+    # "ongoing" while the event lasts, then "closed" (alerts of older releases are closed).
+    lifecycle: str = "closed"
+    close_reason: str = ""  # one of CLOSE_REASONS once closed
+
+    @property
+    def ongoing(self) -> bool:
+        return self.lifecycle == "ongoing"
 
     @classmethod
     def from_event(cls, event: Event, keyframe_jpeg: bytes | None = None,
-                   heatmap_png: bytes | None = None) -> Alert:
+                   heatmap_png: bytes | None = None, close_reason: str | None = None) -> Alert:
+        """The alert of an event: ongoing, or closed when `close_reason` is given."""
         return cls(
             id=alert_id(event.camera_id, event.start_frame),
             camera_id=event.camera_id,
@@ -230,6 +244,8 @@ class Alert:
             boxes=event.boxes,
             label=event.label.name if event.label else "",
             label_confidence=event.label.confidence if event.label else 0.0,
+            lifecycle="ongoing" if close_reason is None else "closed",
+            close_reason=close_reason or "",
         )
 
     def explain(self, explanation: Explanation) -> None:

@@ -37,12 +37,24 @@ class ScoreSeries:
     scores: np.ndarray
 
 
+# Alert fields with their own writers: the operator's (`set_status`) and the reasoner's
+# (`explain`); `put` sets them only on a new alert.
+OPERATOR_FIELDS = ("status", "note", "created_at", "status_by", "status_at")
+EXPLANATION_FIELDS = ("explanation", "rule", "motion_description", "objects")
+
+
 class AlertStore(ABC):
-    """Where alerts and score timelines live. `put` is idempotent per alert id."""
+    """Where alerts and score timelines live, and the checkpoints of the streaming workers'
+    camera state. `put` is idempotent per alert id."""
 
     @abstractmethod
     def put(self, alert: Alert) -> bool:
-        """Insert or update an alert; True when it was new. Operator status and note survive."""
+        """Insert or update an alert; True when it was new. Operator status and note, and the
+        explanation, survive."""
+
+    @abstractmethod
+    def explain(self, alert: Alert) -> None:
+        """Store the alert's explanation fields (EXPLANATION_FIELDS) on the stored alert."""
 
     @abstractmethod
     def get(self, alert_id: str) -> Alert | None: ...
@@ -94,6 +106,23 @@ class AlertStore(ABC):
         the oldest clips while they hold more than `retention.max_mb`; returns how many clips
         went."""
 
+    # -- checkpoints: opaque blobs by (scope, key), e.g. a worker's camera states ------------
+    @abstractmethod
+    def save_states(self, scope: str, states: dict[str, bytes | None]) -> None:
+        """Write (None: delete) several checkpoints at once, durably: when it returns they
+        are in the store itself with every write made before (never only in a spool), or it
+        raises `StoreUnavailableError`."""
+
+    @abstractmethod
+    def load_state(self, scope: str, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    def state_keys(self, scope: str) -> set[str]: ...
+
+    @abstractmethod
+    def clear_states(self, scope: str) -> None:
+        """Delete every checkpoint of the scope."""
+
     def close(self) -> None:
         """Release connections."""
 
@@ -102,6 +131,10 @@ class AlertStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class StoreUnavailableError(VadError):
+    """The store cannot be reached (for writes: and its spool is full or unusable)."""
 
 
 def boxes_to_json(boxes: Sequence[Box]) -> str:

@@ -14,14 +14,15 @@ import numpy as np
 from vad.errors import VadError
 from vad.config.sections import StoreConfig
 from vad.config.evidence import RetentionConfig
-from vad.stores.base import (AlertQuery, AlertStore, ScoreSeries, boxes_from_json, boxes_to_json,
-                             check_status, clip_info_from_json, clip_info_to_json, register_store,
+from vad.stores.base import (EXPLANATION_FIELDS, OPERATOR_FIELDS, AlertQuery, AlertStore,
+                             ScoreSeries, boxes_from_json, boxes_to_json, check_status,
+                             clip_info_from_json, clip_info_to_json, register_store,
                              status_from_json, status_to_json)
 from vad.types import Alert, CameraStatus, ClipInfo, EventClip
 
 _ALERT_FIELDS = [f.name for f in fields(Alert)]
-# Columns an operator owns: re-processing a stream must not reset them.
-_OPERATOR_FIELDS = {"status", "note", "created_at", "status_by", "status_at"}
+# Columns `put` leaves alone on a known alert: re-processing a stream must not reset them.
+_KEPT_FIELDS = {"id", *OPERATOR_FIELDS, *EXPLANATION_FIELDS}
 
 # Schema migrations: version N is reached by running _MIGRATIONS[N - 1] on version N - 1. The
 # 0.1.0 release wrote version 0 (no user_version) with the tables of the first step, so that
@@ -52,6 +53,14 @@ _MIGRATIONS = [
     ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'anomaly';
     CREATE TABLE camera_status (
         camera_id TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL, status TEXT NOT NULL
+    );
+    """,
+    # Alert lifecycle (alerts stored before it are closed) and streaming workers' checkpoints.
+    """
+    ALTER TABLE alerts ADD COLUMN lifecycle TEXT NOT NULL DEFAULT 'closed';
+    ALTER TABLE alerts ADD COLUMN close_reason TEXT NOT NULL DEFAULT '';
+    CREATE TABLE IF NOT EXISTS checkpoints (
+        scope TEXT NOT NULL, key TEXT NOT NULL, state BLOB NOT NULL, PRIMARY KEY (scope, key)
     );
     """,
     # Who triaged an alert, and when.
@@ -109,8 +118,7 @@ class SQLiteAlertStore(AlertStore):
     def put(self, alert: Alert) -> bool:
         values = {name: getattr(alert, name) for name in _ALERT_FIELDS}
         values["boxes"] = boxes_to_json(alert.boxes)
-        updates = ", ".join(f"{n}=excluded.{n}" for n in _ALERT_FIELDS
-                            if n != "id" and n not in _OPERATOR_FIELDS)
+        updates = ", ".join(f"{n}=excluded.{n}" for n in _ALERT_FIELDS if n not in _KEPT_FIELDS)
         with self._lock, self._db:
             existed = self._db.execute("SELECT 1 FROM alerts WHERE id=?", (alert.id,)).fetchone()
             self._db.execute(
@@ -119,6 +127,37 @@ class SQLiteAlertStore(AlertStore):
                 f"ON CONFLICT(id) DO UPDATE SET {updates}",
                 [values[n] for n in _ALERT_FIELDS])
         return existed is None
+
+    def explain(self, alert: Alert) -> None:
+        with self._lock, self._db:
+            self._db.execute(
+                f"UPDATE alerts SET {', '.join(f'{n}=?' for n in EXPLANATION_FIELDS)} WHERE id=?",
+                [getattr(alert, n) for n in EXPLANATION_FIELDS] + [alert.id])
+
+    def save_states(self, scope: str, states: dict[str, bytes | None]) -> None:
+        with self._lock, self._db:
+            for key, state in states.items():
+                if state is None:
+                    self._db.execute("DELETE FROM checkpoints WHERE scope=? AND key=?",
+                                     (scope, key))
+                else:
+                    self._db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
+                                     (scope, key, state))
+
+    def load_state(self, scope: str, key: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT state FROM checkpoints WHERE scope=? AND key=?",
+                                   (scope, key)).fetchone()
+        return row[0] if row else None
+
+    def state_keys(self, scope: str) -> set[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT key FROM checkpoints WHERE scope=?", (scope,))
+            return {row[0] for row in rows.fetchall()}
+
+    def clear_states(self, scope: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM checkpoints WHERE scope=?", (scope,))
 
     def get(self, alert_id: str) -> Alert | None:
         rows = self._select("WHERE id=?", [alert_id])
