@@ -198,30 +198,53 @@ def test_the_dashboard_plays_the_clip(monkeypatch, tmp_path):
 
 
 def test_event_clips_follow_the_alert_lifecycle(tmp_path):
-    """As the pipeline drives them: frames pushed as they arrive, a clip started when an
-    alert opens (some frames after its event began) and stored when it closes."""
+    """As the pipeline drives them: frames told as they arrive, a clip started when an alert
+    opens (some frames after its event began) and stored when it closes; an alert already
+    open when its camera came (a restored checkpoint) gets a late clip, which never replaces
+    a clip already stored."""
     from types import SimpleNamespace
 
     from vad.clips import EventClips
+
+    def change(kind, alert):
+        return SimpleNamespace(kind=kind, alert=alert)
 
     with open_store(f"sqlite:///{tmp_path}/alerts.db") as store:
         clips = EventClips(ClipConfig(pre_roll_s=0.5), store, lambda camera: 8)
         alert = Alert("gate:30", "gate", 30, 30, 3.0, 3.0, 30, 5.0, 5.0)
         for index in range(80):
-            clips.push(barcode_frame("gate", index))
+            clips.frame(barcode_frame("gate", index))
             if index == 38:  # the event began at 30
-                clips(SimpleNamespace(kind="opened", alert=alert))
+                clips.changed(change("opened", alert))
             if index == 50:
-                clips(SimpleNamespace(kind="updated", alert=alert))
+                clips.changed(change("updated", alert))
+                clips.changed(change("explained", alert))
             if index == 60:
-                clips(SimpleNamespace(kind="closed", alert=alert))
+                clips.changed(change("closed", alert))
         clips.close()
-        clip = store.clip("gate:30")
-    indices, _ = decoded_indices(clip.data)
-    assert indices == list(range(25, 61))  # 0.5 s of pre-roll, the event, up to the close
+        whole = store.clip("gate:30")
+        assert decoded_indices(whole.data)[0] == list(range(25, 61))  # pre-roll, event, close
+
+        # A restarted worker replays the end of gate:30 and goes on with lobby:10's event.
+        restarted = EventClips(ClipConfig(pre_roll_s=0.5), store, lambda camera: 8)
+        lobby = Alert("lobby:10", "lobby", 10, 10, 1.0, 1.0, 10, 5.0, 5.0)
+        for index in range(45, 70):
+            restarted.frame(barcode_frame("gate", index))
+            restarted.frame(barcode_frame("lobby", index))
+            if index == 50:
+                restarted.changed(change("updated", lobby))
+            if index == 60:
+                restarted.changed(change("closed", alert))
+            if index == 65:
+                restarted.changed(change("closed", lobby))
+        restarted.close()
+        assert store.clip("gate:30").data == whole.data  # the whole clip stays
+        late = store.clip("lobby:10")
+    assert decoded_indices(late.data)[0] == list(range(45, 66))  # from its first frame here
+    assert (late.info.first_frame, late.info.last_frame) == (45, 65)
     disabled = EventClips(ClipConfig(enabled=False), None, lambda camera: 0)
-    disabled.push(barcode_frame("gate", 0))
-    disabled(SimpleNamespace(kind="opened", alert=alert))  # nothing recorded, nothing stored
+    disabled.frame(barcode_frame("gate", 0))
+    disabled.changed(change("opened", alert))  # nothing recorded, nothing stored
     assert not disabled._recorders
 
 

@@ -115,8 +115,41 @@ def test_events_are_versioned_small_and_idempotent():
     # The same change twice has the same id; a different update has another.
     updated = [alert_event("updated", make_alert(end_frame=e)) for e in (50, 50, 55)]
     assert updated[0]["event_id"] == updated[1]["event_id"] != updated[2]["event_id"]
+    # A worker replaying the stream after a crash stores the alert at another time: same id.
+    replayed = alert_event("updated", make_alert(end_frame=50, created_at=1_800_000_000))
+    assert replayed["event_id"] == updated[0]["event_id"]
     with pytest.raises(ValueError, match="unknown alert event"):
         alert_event("deleted", alert)
+
+
+def test_a_late_explanation_goes_out_as_the_stored_alert(tmp_path, secret):
+    """The reasoner's explanation of an alert can come after its close: it goes out as an
+    update of the alert as stored (closed, explained), never as the ongoing one it explained."""
+    from types import SimpleNamespace
+
+    from vad.stores import open_store
+    from vad.types import Explanation
+
+    receiver = Receiver()
+    with open_store(f"sqlite:///{tmp_path}/alerts.db") as store:
+        outputs = build_outputs(webhook_config(tmp_path, receiver.url).outputs, store=store)
+        try:
+            ongoing = make_alert(lifecycle="ongoing")
+            closed = make_alert(end_frame=75, close_reason="end")
+            for kind, alert in (("opened", ongoing), ("closed", closed)):
+                store.put(alert)
+                outputs.changed(SimpleNamespace(kind=kind, alert=alert))
+            ongoing.explain(Explanation(True, "no carts", "a cart", "1 cart", "fast"))
+            store.explain(ongoing)
+            outputs.changed(SimpleNamespace(kind="explained", alert=ongoing))
+            assert outputs.outputs[0].wait_delivered(30)
+        finally:
+            outputs.close()
+            receiver.stop()
+    events = receiver.events()
+    assert [e["type"] for e in events] == ["opened", "closed", "updated"]
+    update = events[2]["alert"]
+    assert (update["lifecycle"], update["end_frame"], update["rule"]) == ("closed", 75, "no carts")
 
 
 # --- webhooks ----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from vad.config.evidence import ClipConfig
+from vad.errors import VadError
 from vad.types import ClipInfo, EventClip, Frame
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class _ClipEncoder:
         self.first_frame = self.last_frame = -1
         self.frames = 0
         self.full = False
+        self.late = False  # started after its alert opened (see ClipRecorder.start)
 
     def add(self, frame: Frame, image: np.ndarray) -> None:
         import av
@@ -149,17 +151,25 @@ class ClipRecorder:
                 >= self.config.pre_roll_s):
             buffer.popleft()
 
-    def start(self, alert_id: str, start_frame: int) -> None:
+    def start(self, alert_id: str, start_frame: int, late: bool = False) -> None:
         """An alert opened on this camera: its clip starts with the pre-roll before
-        `start_frame` (the event's first frame) from the buffer."""
+        `start_frame` (the event's first frame) from the buffer. `late`: it opened before
+        this recorder knew of it (the clip starts where the buffer does)."""
         if alert_id in self._open:
             return
         encoder = _ClipEncoder(alert_id, self.camera_id, self.config)
+        encoder.late = late
         start = next((f.timestamp for f, _ in self._buffer if f.index >= start_frame), None)
         for frame, image in self._buffer:
             if start is None or frame.timestamp >= start - self.config.pre_roll_s:
                 encoder.add(frame, image)
         self._open[alert_id] = encoder
+
+    def recording(self, alert_id: str) -> bool:
+        return alert_id in self._open
+
+    def started_late(self, alert_id: str) -> bool:
+        return alert_id in self._open and self._open[alert_id].late
 
     def finish(self, alert_id: str) -> EventClip | None:
         """The alert closed: its clip (None when it has none, or it came out too large)."""
@@ -182,30 +192,43 @@ class ClipRecorder:
 
 
 class EventClips:
-    """The pipeline's clips: every camera's recorder, fed each arriving frame (`push`), and an
-    alert listener (`__call__`, before the outputs) that starts a clip when an alert opens
-    and stores it when the alert closes. `lookback_frames(camera_id)` says how many frames
-    pass between an event's start and its alert opening on that camera."""
+    """The pipeline's clips, a `vad.pipeline.PipelineListener`: every camera's recorder, fed
+    each arriving frame (`frame`); a clip starts when an alert opens and is stored when it
+    closes (`changed`). `lookback_frames(camera_id)` says how many frames pass at most between
+    an event's start and its alert opening on that camera.
+
+    An alert that goes on after a restart (a worker restored the camera from a checkpoint: its
+    `opened` was told to another process) gets a late clip, from the first of its frames this
+    process saw; a late clip never replaces one already stored, so a replayed close does not
+    shorten the clip of the process that saw the whole event."""
 
     def __init__(self, config: ClipConfig, store, lookback_frames: Callable[[str], int]):
         self.config, self.store, self.lookback_frames = config, store, lookback_frames
         self._recorders: dict[str, ClipRecorder] = {}
 
-    def push(self, frame: Frame) -> None:
+    def frame(self, frame: Frame) -> None:
         if self.config.enabled:
             self._recorder(frame.camera_id).push(frame)
 
-    def __call__(self, change) -> None:
-        if not self.config.enabled or change.kind not in ("opened", "closed"):
+    def changed(self, change) -> None:
+        if not self.config.enabled or change.kind not in ("opened", "updated", "closed"):
             return
         alert = change.alert
         recorder = self._recorder(alert.camera_id)
-        if change.kind == "opened":
-            recorder.start(alert.id, alert.start_frame)
-            return
-        clip = recorder.finish(alert.id)
-        if clip is not None:
-            self.store.put_clip(clip)
+        if not recorder.recording(alert.id):
+            recorder.start(alert.id, alert.start_frame, late=change.kind != "opened")
+        if change.kind == "closed":
+            late = recorder.started_late(alert.id)
+            clip = recorder.finish(alert.id)
+            if clip is not None and not (late and self._has_clip(alert.id)):
+                self.store.put_clip(clip)
+
+    def _has_clip(self, alert_id: str) -> bool:
+        try:
+            return self.store.clip_info(alert_id) is not None
+        except VadError as exc:  # unknown: a late clip must not risk replacing a whole one
+            log.warning("late clip of alert %s not stored: %s", alert_id, exc)
+            return True
 
     def _recorder(self, camera_id: str) -> ClipRecorder:
         if camera_id not in self._recorders:

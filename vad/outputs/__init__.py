@@ -3,18 +3,18 @@ and each triage (acknowledged, resolved, reopened) as a versioned JSON event
 (`vad.outputs.events`, docs/outputs.md) to every configured target (`outputs.targets`: Kafka
 topics, webhooks), through a bounded on-disk queue per target.
 
-    outputs = build_outputs(config.outputs, config.kafka, store)   # an alert listener
-    outputs("closed", alert)                  # or outputs(change) with an AlertChange
+    outputs = build_outputs(config.outputs, config.kafka, store)   # a pipeline listener
+    outputs("acknowledged", alert)            # or outputs.changed(change), an AlertChange
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from vad.config.outputs import OutputsConfig
 from vad.config.sections import KafkaConfig
+from vad.errors import VadError
 import vad.outputs.kafka  # noqa: F401  (registers kind kafka)
 import vad.outputs.webhook  # noqa: F401  (registers kind webhook)
 from vad.outputs.base import OUTPUTS, AlertOutput, DeliveryError, QueuedOutput, register_output
@@ -30,23 +30,23 @@ __all__ = ["EVENT_TYPES", "OUTPUTS", "SCHEMA", "SCHEMA_VERSION", "STATUS_EVENTS"
 
 
 class AlertOutputs:
-    """Every configured output as one. Called with a change (an object with `kind` and
-    `alert`, as the pipeline's listeners are; `explained` goes out as `updated`) or with an
-    event type and an alert. Failing to queue for one output never stops the others."""
+    """Every configured output as one, and a `vad.pipeline.PipelineListener`: each alert
+    change the pipeline stores (`changed`) goes out as an event, `explained` as `updated` with
+    the alert as the store has it then (a late explanation of a closed alert stays closed).
+    Called with an event type and an alert for the dashboard's triage. Failing to queue for
+    one output never stops the others."""
 
     def __init__(self, outputs: list[AlertOutput], dashboard_url: str | None = None,
-                 clip_info: Callable[[str], ClipInfo | None] | None = None):
-        self.outputs, self.dashboard_url, self.clip_info = outputs, dashboard_url, clip_info
+                 store: Any = None):
+        self.outputs, self.dashboard_url, self.store = outputs, dashboard_url, store
 
     def __bool__(self) -> bool:
         return bool(self.outputs)
 
-    def __call__(self, change: Any, alert: Alert | None = None) -> dict[str, Any] | None:
-        kind, alert = (change, alert) if alert is not None else (change.kind, change.alert)
+    def __call__(self, kind: str, alert: Alert) -> dict[str, Any] | None:
         if not self.outputs:
             return None
-        kind = "updated" if kind == "explained" else kind
-        clip = self.clip_info(alert.id) if self.clip_info and kind == "closed" else None
+        clip = self._clip_info(alert.id) if kind == "closed" else None
         event = alert_event(kind, alert, clip, self.dashboard_url)
         for output in self.outputs:
             try:
@@ -55,9 +55,38 @@ class AlertOutputs:
                 log.exception("%s: cannot queue event %s", output.name, event["event_id"])
         return event
 
+    def changed(self, change: Any) -> None:
+        """A pipeline change (an object with `kind` and `alert`)."""
+        if not self.outputs:
+            return
+        alert = change.alert
+        if change.kind == "explained":
+            alert = self._stored(alert)
+        self("updated" if change.kind == "explained" else change.kind, alert)
+
     def status_changed(self, alert: Alert) -> dict[str, Any] | None:
         """An operator's triage, after the store has it."""
         return self(STATUS_EVENTS[alert.status], alert)
+
+    def _stored(self, alert: Alert) -> Alert:
+        try:
+            return (self.store.get(alert.id) if self.store is not None else None) or alert
+        except VadError as exc:  # the store is down: the explained alert as the pipeline has it
+            log.warning("alert %s as explained, not as stored: %s", alert.id, exc)
+            return alert
+
+    def _clip_info(self, alert_id: str) -> ClipInfo | None:
+        try:
+            return self.store.clip_info(alert_id) if self.store is not None else None
+        except VadError as exc:
+            log.warning("alert %s: event without its clip: %s", alert_id, exc)
+            return None
+
+    def frame(self, frame: Any) -> None:
+        pass
+
+    def forget(self, camera_id: str) -> None:
+        pass
 
     def close(self, timeout: float = 10.0) -> None:
         for output in self.outputs:
@@ -76,5 +105,4 @@ def build_outputs(settings: OutputsConfig, kafka: KafkaConfig | None = None,
         for output in outputs:
             output.close(0)
         raise
-    clip_info = getattr(store, "clip_info", None)
-    return AlertOutputs(outputs, settings.dashboard_url, clip_info)
+    return AlertOutputs(outputs, settings.dashboard_url, store)

@@ -52,10 +52,12 @@ def alert_event(kind: str, alert: Alert, clip: ClipInfo | None = None,
 
 def event_id(kind: str, body: dict[str, Any]) -> str:
     """`<alert id>/opened` and `<alert id>/closed` happen once per alert; updates and triage
-    are told apart by what they say."""
+    are told apart by what they say, `created_at` aside: it is when a process first stored
+    the alert, so a worker replaying a stream after a crash would give it anew."""
     if kind in ("opened", "closed"):
         return f"{body['id']}/{kind}"
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    said = {key: value for key, value in body.items() if key != "created_at"}
+    digest = hashlib.sha256(json.dumps(said, sort_keys=True, default=str).encode()).hexdigest()
     return f"{body['id']}/{kind}/{digest[:16]}"
 
 
