@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from vad.config.base import Section
+from vad.config.sections import host_ports
 
 
 class KafkaOutputConfig(Section):
@@ -19,6 +20,11 @@ class KafkaOutputConfig(Section):
     bootstrap: str | None = Field(None, description=(
         "HOST:PORT[,HOST:PORT] of the brokers; none = kafka.bootstrap"))
     partitions: int = Field(4, ge=1, description="partitions when the topic must be created")
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _host_ports(cls, value: str | None) -> str | None:
+        return value if value is None else host_ports(value)
 
 
 class WebhookOutputConfig(Section):

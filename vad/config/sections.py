@@ -84,6 +84,16 @@ class StoreConfig(Section):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
 
+def host_ports(value: str) -> str:
+    """`value` if it is HOST:PORT[,HOST:PORT...] (a ValueError says which part is not)."""
+    for server in value.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536 \
+                or (":" in host and not (host.startswith("[") and host.endswith("]"))):
+            raise ValueError(f"{server.strip()!r} is not HOST:PORT")
+    return value
+
+
 class KafkaConfig(Section):
     """The broker and topic of camera frames (message format: docs/kafka.md)."""
 
@@ -107,12 +117,7 @@ class KafkaConfig(Section):
     @field_validator("bootstrap")
     @classmethod
     def _host_ports(cls, value: str) -> str:
-        for server in value.split(","):
-            host, _, port = server.strip().rpartition(":")
-            if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536 \
-                    or (":" in host and not (host.startswith("[") and host.endswith("]"))):
-                raise ValueError(f"{server.strip()!r} is not HOST:PORT")
-        return value
+        return host_ports(value)
 
     def servers(self) -> list[str]:
         return [server.strip() for server in self.bootstrap.split(",") if server.strip()]
