@@ -16,7 +16,6 @@ import torch
 from torch import nn
 from models.ct_d2gan import (
     CTD2GANScorer,
-    Generator,
     ImageDiscriminator,
     VideoDiscriminator,
     gradient_difference_loss,
@@ -104,7 +103,7 @@ def sample_batch(videos: list[np.ndarray], config: CTD2GANParams, iteration: int
 
 
 def _least_squares(output: torch.Tensor, target: float) -> torch.Tensor:
-    return (output - target).square().mean()
+    return (output.float() - target).square().mean()
 
 
 def train_step(scorer: CTD2GANScorer, parts: GanParts, batch: torch.Tensor,
@@ -158,7 +157,7 @@ def checkpoint(scorer: CTD2GANScorer, parts: GanParts) -> None:
 def train(scorer: CTD2GANScorer, sources: Sequence[Source], progress: bool = True) -> None:
     config = scorer.config
     seed_everything(config.seed)  # re-initialise so that the seed fixes the initial weights
-    scorer.generator = Generator(config).to(scorer.torch_device)
+    scorer.generator = scorer.new_generator()
     parts = GanParts.create(scorer)
     resume(scorer, parts)
     videos = load_training_frames(sources, config, progress)
@@ -166,7 +165,8 @@ def train(scorer: CTD2GANScorer, sources: Sequence[Source], progress: bool = Tru
 
     def step(iteration: int) -> dict[str, float]:
         batch = sample_batch(videos, config, iteration)
-        return train_step(scorer, parts, torch.from_numpy(batch).to(scorer.torch_device))
+        with scorer.autocast():
+            return train_step(scorer, parts, torch.from_numpy(batch).to(scorer.torch_device))
 
     run_training(scorer.name, parts.iteration, config.iterations, step,
                  lambda: checkpoint(scorer, parts), config.checkpoint_every, scorer.work_dir,

@@ -51,6 +51,12 @@ class CTD2GANParams(Section):
     gradient_weight: float = Field(2.0, ge=0, description="gradient difference loss weight")
     image_adv_weight: float = Field(0.05, ge=0, description="image discriminator loss weight")
     video_adv_weight: float = Field(0.05, ge=0, description="video discriminator loss weight")
+    score_quantile: float = fixed(0.99, (
+        "the score compares this quantile of the per-pixel prediction error with the same "
+        "quantile of the frame's change (docs/ct_d2gan.md)"), gt=0, lt=1)
+    change_floor: float = fixed(1e-4, (
+        "squared-intensity floor of the frame's change in the score, so a still scene does not "
+        "divide by noise"), gt=0)
     iterations: int = Field(5000, ge=0, description="training iterations")
     batch_size: int = Field(8, ge=1, description="training clips per iteration")
     lr_generator: float = Field(2e-4, gt=0, description="generator Adam learning rate")
@@ -58,6 +64,10 @@ class CTD2GANParams(Section):
     seed: int = Field(0, description="seed of the initial weights and of the batch sampler")
     checkpoint_every: int = Field(250, ge=1, description="iterations between training checkpoints")
     inference_batch: int = Field(16, ge=1, description="predictions per generator call")
+    precision: Literal["auto", "float32", "bfloat16"] = Field("auto", description=(
+        "arithmetic of training and scoring: bfloat16 autocast (about 1.6x faster on CPUs "
+        "with native bfloat16, e.g. AMX) or float32; auto = bfloat16 on a GPU or such a CPU, "
+        "else float32"))
 
     @model_validator(mode="after")
     def _shapes_fit(self) -> CTD2GANParams:
