@@ -176,7 +176,10 @@ def test_spoofed_alerts_in_chromium_show_literally_and_fetch_nothing(tmp_path, o
         for name in ("camera", "rule", "objects", "motion"):
             assert payloads[name] in page, name
         assert f"{payloads['label']} (confidence 75%)" in page
-        note = driver.find_element(By.CSS_SELECTOR, "textarea[aria-label='Operator note']")
+        # The triage form comes after the clip and the timeline: on a loaded machine the page
+        # may show the explanation before it.
+        note = WebDriverWait(driver, 60).until(lambda d: d.find_element(
+            By.CSS_SELECTOR, "textarea[aria-label='Operator note']"))
         assert note.get_attribute("value") == payloads["note"]
         # The camera filter lists the spoofed camera id as it is.
         driver.find_element(By.XPATH, "//input[@aria-label='Camera']/following-sibling::button"
