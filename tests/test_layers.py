@@ -18,7 +18,7 @@ LAYERS = [
     ("data", ["vad.data"]),
     ("models", ["models"]),
     ("reasoning", ["reasoning"]),
-    ("engine parts", ["vad.events", "vad.fusion", "vad.stores"]),
+    ("engine parts", ["vad.events", "vad.fusion", "vad.stores", "vad.outputs", "vad.clips"]),
     ("pipeline", ["vad.pipeline"]),
     ("services", ["vad.serve", "vad.evaluation", "vad.weak_eval", "vad.cameras", "vad.vane",
                   "vad.workers"]),

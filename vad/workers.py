@@ -174,13 +174,14 @@ def _run_group(config: VadConfig, cameras: list[tuple[str, str]],
                stop) -> GroupResult:
     from streams.sources import open_source
     from vad.cameras import run_cameras
-    from vad.pipeline import Pipeline
+    from vad.pipeline import Pipeline, alert_listeners
     from vad.stores import open_store
 
     sources = [open_source(spec, camera, config.camera(camera).live) for spec, camera in cameras]
     reasoner = build_reasoner(config)
     with open_store(config.store) as store:
         pipeline = Pipeline.from_config(config, store, reasoner)
+        pipeline.listeners += alert_listeners(config, store)  # event clips, alert outputs
         try:
             run = run_cameras(sources, pipeline, store, stop, progress, first_bar)
         finally:

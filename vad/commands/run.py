@@ -75,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
 def _run_here(config, sources, store, stop, progress: bool):
     """All cameras in this process: the CameraRun and the explanation failures."""
     from vad.cameras import run_cameras
-    from vad.pipeline import Pipeline
+    from vad.pipeline import Pipeline, alert_listeners
 
     pipeline = Pipeline.from_config(config, store, build_reasoner_for(config))
+    pipeline.listeners += alert_listeners(config, store)  # event clips, alert outputs
     try:
         result = run_cameras(sources, pipeline, store, stop, progress=progress)
     finally:

@@ -84,7 +84,7 @@ def serve_member(config, verbose: bool, stop) -> tuple[int, int, int]:
     import logging
     import threading
 
-    from vad.pipeline import Pipeline
+    from vad.pipeline import Pipeline, alert_listeners
     from vad.serve import StreamWorker
     from vad.stores import open_store
 
@@ -92,8 +92,9 @@ def serve_member(config, verbose: bool, stop) -> tuple[int, int, int]:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
     reasoner = build_reasoner_for(config)
     with open_store(config.store) as store:
-        worker = StreamWorker(Pipeline.from_config(config, store, reasoner), config.kafka,
-                              config.serve)
+        pipeline = Pipeline.from_config(config, store, reasoner)
+        pipeline.listeners += alert_listeners(config, store)  # event clips, alert outputs
+        worker = StreamWorker(pipeline, config.kafka, config.serve)
         threading.Thread(target=lambda: stop.wait() and worker.stop(), daemon=True).start()
         stats = worker.run()
     return stats.frames, stats.alerts, sum(stats.dead_lettered.values())
