@@ -12,16 +12,16 @@ PACKAGES = ("vad", "streams", "models", "reasoning", "dashboard")
 
 # Lowest first. A module belongs to the layer of the longest prefix that names it.
 LAYERS = [
-    ("core", ["vad", "vad.types", "vad.errors", "vad.config", "vad.registry", "vad.evidence",
-              "vad.metrics", "vad.postprocess", "vad.plots"]),
+    ("core", ["vad", "vad.types", "vad.errors", "vad.config", "vad.config.patrol",
+              "vad.registry", "vad.evidence", "vad.metrics", "vad.postprocess", "vad.plots"]),
     ("streams", ["streams"]),
-    ("data", ["vad.data"]),
-    ("models", ["models"]),
+    ("data", ["vad.data", "vad.data.patrol", "vad.data.patrol_synth"]),
+    ("models", ["models", "models.patrol"]),
     ("reasoning", ["reasoning"]),
     ("engine parts", ["vad.events", "vad.fusion", "vad.stores"]),
     ("pipeline", ["vad.pipeline"]),
-    ("services", ["vad.serve", "vad.evaluation"]),
-    ("app", ["vad.commands", "vad.cli", "dashboard"]),
+    ("services", ["vad.serve", "vad.evaluation", "vad.patrol"]),
+    ("app", ["vad.commands", "vad.cli", "dashboard", "vad.commands.patrol"]),
 ]
 
 

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "vad.commands.reason",
     "vad.commands.config",
     "vad.commands.data",
+    "vad.commands.patrol",
 ]
 
 

@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -102,10 +102,16 @@ class _Camera:
     samples: _Samples | None = None
 
 
+FrameObserver = Callable[[Frame, FrameResult, float], None]
+"""Called with every fused frame, what the scorers found in it and its fused score (writers
+of per-frame predictions, e.g. `vad patrol run --out`)."""
+
+
 class Pipeline:
     def __init__(self, config: VadConfig, store: AlertStore, scorers: ScorerCache,
-                 reasoner: Reasoner | None = None):
+                 reasoner: Reasoner | None = None, observer: FrameObserver | None = None):
         self.config, self.store, self.scorers = config, store, scorers
+        self.observer = observer
         self._cameras: dict[str, _Camera] = {}
         # Load what the config names now: a bad checkpoint is an error before any frame.
         for settings in config.all_settings():
@@ -114,9 +120,10 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, config: VadConfig, store: AlertStore,
-                    reasoner: Reasoner | None = None) -> Pipeline:
+                    reasoner: Reasoner | None = None,
+                    observer: FrameObserver | None = None) -> Pipeline:
         """Scorers from their checkpoints, on the configured device."""
-        return cls(config, store, ScorerCache(config.device), reasoner)
+        return cls(config, store, ScorerCache(config.device), reasoner, observer)
 
     @property
     def explanation_failures(self) -> int:
@@ -211,6 +218,8 @@ class Pipeline:
             if not raw:
                 continue  # history only: no scorer could score this frame yet
             score = camera.fusion(raw)
+            if self.observer is not None:
+                self.observer(frame, found, score)
             camera.last_fused = frame.index
             camera.score_rows.append((frame.index, frame.timestamp, score))
             alert = self._detect(camera, frame, found, score)
@@ -247,11 +256,14 @@ class Pipeline:
         if camera.peak_frame is not None:
             event.keyframe = camera.peak_frame.image
             event.heatmap, event.boxes = camera.peak_found.heatmap, camera.peak_found.boxes
+            event.reference = camera.peak_found.reference
         event.label = camera.label
+        reference = event.reference.image if event.reference is not None else None
         alert = Alert.from_event(
             event,
             keyframe_jpeg=encode_jpeg(event.keyframe) if event.keyframe is not None else None,
-            heatmap_png=encode_heatmap(event.heatmap) if event.heatmap is not None else None)
+            heatmap_png=encode_heatmap(event.heatmap) if event.heatmap is not None else None,
+            reference_jpeg=encode_jpeg(reference) if reference is not None else None)
         self._flush_scores(camera, event.camera_id)
         self.store.put(alert)
         if camera.samples:
@@ -270,14 +282,15 @@ class Pipeline:
 
 def _merge_found(found: list[FrameResult]) -> FrameResult:
     """One frame's findings across scorers: the first heatmap, every box, the most confident
-    label."""
+    label, the first reference match."""
     if not found:
         return FrameResult(-1, 0.0)
     heatmap = next((f.heatmap for f in found if f.heatmap is not None), None)
     boxes: tuple[Box, ...] = sum((f.boxes for f in found), ())
     labels = [f.label for f in found if f.label is not None]
     label = max(labels, key=lambda lb: lb.confidence) if labels else None
-    return FrameResult(found[0].index, found[0].score, heatmap, boxes, label)
+    reference = next((f.reference for f in found if f.reference is not None), None)
+    return FrameResult(found[0].index, found[0].score, heatmap, boxes, label, reference)
 
 
 def _reasoning_frames(camera: _Camera) -> list[Frame]:

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             pipeline.close()
         alerts = [store.get(alert.id) or alert for alert in alerts]
     for source in sources:
-        _print_alerts([a for a in alerts if a.camera_id == source.camera_id], source.camera_id)
+        print_alerts([a for a in alerts if a.camera_id == source.camera_id], source.camera_id)
     print(f"alerts stored in {redacted(config.store.url)}")
     if pipeline.explanation_failures:
         print(f"warning: {pipeline.explanation_failures} alert(s) could not be explained "
@@ -63,7 +63,7 @@ def _run_source(pipeline, source, args) -> list:
     return alerts + pipeline.finish(source.camera_id)
 
 
-def _print_alerts(alerts, camera_id: str) -> None:
+def print_alerts(alerts, camera_id: str) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text

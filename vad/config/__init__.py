@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, model_validator
 
 from vad.config.base import Section, shorthand
+from vad.config.patrol import PatrolConfig
 from vad.config.reasoning import ReasoningConfig
 from vad.config.scorers import FrameDiffEntry, ScorerEntry, fixed_fields, params_model, scorer_entry
 from vad.config.sections import (DashboardConfig, DataConfig, EventConfig, KafkaConfig,
@@ -62,6 +63,7 @@ class VadConfig(PipelineSettings):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    patrol: PatrolConfig = Field(default_factory=PatrolConfig)
     cameras: dict[CameraId, CameraConfig] = Field(default_factory=dict, description=(
         "per-camera sections, merged over the global scorers/window/postprocess/events"))
 
@@ -222,7 +224,7 @@ def validation_message(exc: ValidationError) -> str:
 
 
 # Discriminated unions name the chosen member in error locations; users never wrote it.
-_UNION_TAGS = {"frame-diff", "ct-d2gan", "motion", "detector", "files", "vlm", "embed", "llm"}
+_UNION_TAGS = {"frame-diff", "ct-d2gan", "motion", "patrol", "detector", "files", "vlm", "embed", "llm"}
 
 
 def config_yaml(config: Section, comments: bool = True) -> str:

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 _FIELD_TYPES = {f.name: f.type for f in fields(Alert)}
 # Fields an operator owns: re-processing a stream must not reset them.
 _OPERATOR_FIELDS = ("status", "note", "created_at")
-_BYTES_FIELDS = ("keyframe_jpeg", "heatmap_png")
+_BYTES_FIELDS = ("keyframe_jpeg", "heatmap_png", "reference_jpeg")
 _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 # Atomic idempotent insert: fields refreshed on every put, operator fields and the stream
@@ -315,8 +315,8 @@ def _alert_to_json(alert: Alert) -> dict[str, Any]:
 def _alert_from_json(values: dict[str, Any]) -> Alert:
     values = dict(values)
     values["boxes"] = boxes_from_json(values.get("boxes"))
-    for name in _BYTES_FIELDS:
-        if values[name] is not None:
+    for name in _BYTES_FIELDS:  # a spool written by an older release may lack some
+        if values.get(name) is not None:
             values[name] = base64.b64decode(values[name])
     return Alert(**values)
 

@@ -43,6 +43,11 @@ _MIGRATIONS = [
     ALTER TABLE alerts ADD COLUMN label TEXT NOT NULL DEFAULT '';
     ALTER TABLE alerts ADD COLUMN label_confidence REAL NOT NULL DEFAULT 0;
     """,
+    # Reference-based scorers (patrol mode): the matched reference frame, as evidence.
+    """
+    ALTER TABLE alerts ADD COLUMN reference_frame INTEGER NOT NULL DEFAULT -1;
+    ALTER TABLE alerts ADD COLUMN reference_jpeg BLOB;
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
