@@ -59,27 +59,38 @@ class Aligner:
 
     def refine(self, query: np.ndarray, reference: np.ndarray, initial: np.ndarray | None,
                inliers: int) -> Alignment:
-        """ECC on the reduced pair, from the keypoint transform or, without one, from the
-        identity (the matched frame is the nearest view); the better correlated of start and
-        result among the plausible ones, unless none correlates well enough."""
+        """ECC on the reduced pair from the keypoint transform (without one, or when that
+        fails, from the identity: the matched frame is the nearest view); the best correlated
+        of starts and results among the plausible ones, unless none correlates well enough."""
         p = self.params
         small = [cv2.resize(image, None, fx=p.ecc_scale, fy=p.ecc_scale,
                             interpolation=cv2.INTER_AREA) for image in (query, reference)]
         scale = np.diag([p.ecc_scale, p.ecc_scale, 1.0])
-        start = np.eye(3) if initial is None else scale @ initial @ np.linalg.inv(scale)
-        candidates = [start] if initial is not None else []
-        refined = self._ecc(small, start)
-        if refined is not None:
-            candidates.append(refined)
-        candidates = [c for c in candidates if _corner_motion(c, small[0].shape) <= p.max_motion]
-        if not candidates:
+        starts = [np.eye(3)] if initial is None else [scale @ initial @ np.linalg.inv(scale)]
+        best, correlation = self._best(small, starts)
+        if correlation < p.min_correlation and initial is not None:
+            # Keypoints on new objects can mislead RANSAC: try from the nearest view itself.
+            best, correlation = max([(best, correlation), self._best(small, [np.eye(3)], [])],
+                                    key=lambda c: c[1])
+        if best is None:
             return Alignment(None, inliers, -1.0, "no plausible alignment")
-        scored = [(c, _correlation(small[0], small[1], c)) for c in candidates]
-        best, correlation = max(scored, key=lambda c: c[1])
         if correlation < p.min_correlation:
             return Alignment(None, inliers, correlation,
                              f"correlation {correlation:.2f} after alignment")
         return Alignment(np.linalg.inv(scale) @ best @ scale, inliers, correlation)
+
+    def _best(self, small: list[np.ndarray], starts: list[np.ndarray],
+              keep: list[np.ndarray] | None = None) -> tuple[np.ndarray | None, float]:
+        """The best correlated plausible transform among ECC's results from `starts` and the
+        starts themselves (`keep`, default: all of them)."""
+        candidates = list(starts if keep is None else keep)
+        for start in starts:
+            refined = self._ecc(small, start)
+            if refined is not None:
+                candidates.append(refined)
+        scored = [(c, _correlation(small[0], small[1], c)) for c in candidates
+                  if _corner_motion(c, small[0].shape) <= self.params.max_motion]
+        return max(scored, key=lambda c: c[1], default=(None, -1.0))
 
     def _ecc(self, small: list[np.ndarray], start: np.ndarray) -> np.ndarray | None:
         if self.params.ecc_iterations == 0:

@@ -56,12 +56,14 @@ class ChangeDetector:
         p = self.params
         h, w = query.shape
         valid = self._shrink(valid)
-        q, r = (cv2.GaussianBlur(image.astype(np.float32), (0, 0), p.blur_sigma)
-                if p.blur_sigma > 0 else image.astype(np.float32) for image in (query, reference))
         if valid.sum() < 0.05 * h * w:
             return Change(np.zeros((h, w), np.float32), np.zeros((h, w), bool), ())
+        q, r = query.astype(np.float32), _tone_map(query, reference, valid)
+        if p.blur_sigma > 0:
+            q, r = (cv2.GaussianBlur(image, (0, 0), p.blur_sigma) for image in (q, r))
         r = self._relight(q, r, valid)
-        noise = max(p.noise_floor, 1.4826 * float(np.median(np.abs(q - r)[valid])))
+        noise = max(p.noise_floor, 1.4826 * float(np.median(np.abs(q - r)[::2, ::2][
+            valid[::2, ::2]])))
         highest, lowest = cv2.dilate(r, self.kernel), cv2.erode(r, self.kernel)
         difference = np.maximum(np.maximum(q - highest, lowest - q), 0)
         difference = cv2.GaussianBlur(difference, (0, 0), 1.0)
@@ -82,18 +84,13 @@ class ChangeDetector:
         return valid
 
     def _relight(self, q: np.ndarray, r: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """The reference under the query's lighting."""
-        step = max(1, int(np.sqrt(valid.sum() / 20000)))  # quantiles from ~20k pixels
-        sample = valid[::step, ::step]
-        q_levels = np.percentile(q[::step, ::step][sample], QUANTILES)
-        r_levels = np.percentile(r[::step, ::step][sample], QUANTILES)
-        r_levels = np.maximum.accumulate(r_levels + np.arange(len(r_levels)) * 1e-3)
-        mapped = np.interp(r, r_levels, q_levels).astype(np.float32)
+        """The tone-mapped reference under the query's local lighting: a brightness ratio per
+        cell of a coarse grid (robust medians), smoothly interpolated."""
         rows, cols = self.params.light_cells
         h, w = q.shape
-        ratio = np.where(valid, (q + 1) / (mapped + 1), np.nan)
+        ratio = np.where(valid, (q + 1) / (r + 1), np.nan)
         gain = cv2.resize(_cell_medians(ratio, rows, cols), (w, h), interpolation=cv2.INTER_LINEAR)
-        return (mapped + 1) * gain - 1
+        return (r + 1) * gain - 1
 
     def _regions(self, change: np.ndarray) -> tuple[np.ndarray, tuple[Region, ...]]:
         p = self.params
@@ -122,6 +119,19 @@ class ChangeDetector:
             regions.append(Region((x, y, x + cw, y + ch), area,
                                   float(change[y:y + ch, x:x + cw][inside].mean())))
         return mask.astype(bool), tuple(regions)
+
+
+def _tone_map(query: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The reference's grey levels mapped so that their distribution matches the query's
+    (quantile matching over the compared pixels: gain, offset, gamma), float32."""
+    step = max(1, int(np.sqrt(valid.sum() / 8000)))  # quantiles from ~8k pixels
+    sample = valid[::step, ::step]
+    ranks = np.rint(QUANTILES / 100 * (sample.sum() - 1)).astype(int)
+    q_levels = np.sort(query[::step, ::step][sample])[ranks].astype(np.float64)
+    r_levels = np.sort(reference[::step, ::step][sample])[ranks].astype(np.float64)
+    r_levels = np.maximum.accumulate(r_levels + np.arange(len(r_levels)) * 1e-3)
+    table = np.interp(np.arange(256), r_levels, q_levels).astype(np.float32)
+    return table[reference]
 
 
 def _cell_medians(values: np.ndarray, rows: int, cols: int) -> np.ndarray:

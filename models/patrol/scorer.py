@@ -113,46 +113,86 @@ class PatrolScorer(Scorer):
     def analyse(self, gray: np.ndarray, matcher: RouteMatcher,
                 pose: np.ndarray | None = None) -> PatrolFrame:
         """Match, align and compare one grey query frame at the working size."""
-        index = self._index()
         match = matcher.match(global_descriptor(gray, self.config.descriptor_grid), pose)
         if match.lost:
             return PatrolFrame(match, None, None, None)
         features = self.features(gray)
+        match, alignment = self._align(gray, features, *self._locate(features, match, matcher),
+                                       matcher)
+        if not alignment.aligned:
+            return PatrolFrame(match, alignment, None, None)
+        warped, valid = warp_reference(self._index().frames[match.frame], alignment.homography,
+                                       gray.shape)
+        change = self.detector.detect(gray, warped, valid)
+        changed = change.mask.mean()
+        if changed > self.config.max_changed:
+            # Change everywhere is a wrong match or a wrong alignment, not an object.
+            matcher.reject(match.frame)
+            return PatrolFrame(match, Alignment(None, alignment.inliers, alignment.correlation,
+                                                f"{changed:.0%} of the frame changed"),
+                               None, None)
+        return PatrolFrame(match, alignment, change, warped)
+
+    def _locate(self, features: tuple[np.ndarray, np.ndarray], match: Match,
+                matcher: RouteMatcher) -> tuple[Match, np.ndarray | None, int]:
+        """The match and its keypoint transform: the route tracker's next best when its best
+        will not align, then the frame that transform says is nearest."""
+        index = self._index()
         homography, inliers = self.aligner.coarse(features, index.features(match.frame))
-        if homography is None:  # perhaps the route tracking went astray: its next best
+        if homography is None:
             other = matcher.reject(match.frame)
             if other is not None:
                 found, found_inliers = self.aligner.coarse(features, index.features(other.frame))
                 if found is not None:
                     match, homography, inliers = other, found, found_inliers
         if homography is not None:
-            # The homography says where along the route the frame really is.
-            nearer = self._along_route(match.frame, homography, gray.shape)
+            nearer = self._along_route(match.frame, homography, 1.0)
             if nearer != match.frame:
                 closer, closer_inliers = self.aligner.coarse(features, index.features(nearer))
                 if closer is not None:
                     match, homography, inliers = (Match(nearer, matcher.similarity(nearer)),
                                                   closer, closer_inliers)
                     matcher.relocate(nearer)
-        reference = index.frames[match.frame]
-        alignment = self.aligner.refine(gray, reference, homography, inliers)
-        if not alignment.aligned:
-            return PatrolFrame(match, alignment, None, None)
-        warped, valid = warp_reference(reference, alignment.homography, gray.shape)
-        return PatrolFrame(match, alignment, self.detector.detect(gray, warped, valid), warped)
+        return match, homography, inliers
 
-    def _along_route(self, frame: int, homography: np.ndarray, shape: tuple[int, int]) -> int:
+    def _align(self, gray: np.ndarray, features: tuple[np.ndarray, np.ndarray], match: Match,
+               homography: np.ndarray | None, inliers: int,
+               matcher: RouteMatcher) -> tuple[Match, Alignment]:
+        """The refined alignment; one that puts the view elsewhere on the route moves the
+        match there, or, when it would be farther than the route tracking can step, is not
+        trusted."""
+        index = self._index()
+        alignment = self.aligner.refine(gray, index.frames[match.frame], homography, inliers)
+        if not alignment.aligned:
+            return match, alignment
+        nearer = self._along_route(match.frame, alignment.homography, 2.0)
+        if nearer == match.frame:
+            return match, alignment
+        moved = self.aligner.refine(gray, index.frames[nearer],
+                                    *self.aligner.coarse(features, index.features(nearer)))
+        if moved.aligned:
+            matcher.relocate(nearer)
+            return Match(nearer, matcher.similarity(nearer)), moved
+        if abs(nearer - match.frame) > self.config.max_step:
+            return match, Alignment(None, inliers, alignment.correlation,
+                                    f"aligned as if {nearer - match.frame:+d} frames along the "
+                                    "route, which does not align")
+        return match, alignment
+
+    def _along_route(self, frame: int, homography: np.ndarray, least: float) -> int:
         """The reference frame nearest the query's view: the query centre's offset in the
-        matched frame, in steps of the route (when the route moves the view at all)."""
+        matched frame, in steps of the route (when the route moves the view at all); the
+        matched frame itself unless at least `least` steps away."""
         index = self._index()
         step = index.steps[frame].astype(np.float64)
         length = float(step @ step)
         if length < 0.25:
             return frame
-        centre = np.array([[[shape[1] / 2, shape[0] / 2]]], np.float64)
+        h, w = index.frames.shape[1:]
+        centre = np.array([[[w / 2, h / 2]]], np.float64)
         offset = (cv2.perspectiveTransform(centre, homography) - centre).ravel()
         ahead = float(offset @ step) / length
-        if abs(ahead) < 1:
+        if abs(ahead) < least:
             return frame
         return int(np.clip(frame + round(ahead), 0, len(index) - 1))
 

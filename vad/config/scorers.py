@@ -134,7 +134,7 @@ class PatrolParams(Section):
         "route tracking: reference frames it may step back per query frame"))
     jump_cost: float = Field(8.0, ge=0, description=(
         "route tracking: log-likelihood cost of relocalising anywhere on the route"))
-    min_similarity: float = Field(0.4, ge=-1, le=1, description=(
+    min_similarity: float = Field(0.3, ge=-1, le=1, description=(
         "a frame less similar than this to its best reference frame is lost: not compared"))
     pose_sigma: float = Field(8.0, gt=0, description=(
         "std of the query's own poses (e.g. odometry), pose units, when they are given"))
@@ -144,14 +144,14 @@ class PatrolParams(Section):
         "fewer RANSAC inliers: the homography is not trusted and ECC starts from the identity"))
     ecc_scale: float = Field(0.5, gt=0, le=1, description=(
         "the ECC refinement runs at this fraction of the working size"))
-    ecc_iterations: int = Field(40, ge=0, description="ECC iterations (0: RANSAC only)")
+    ecc_iterations: int = Field(15, ge=0, description="ECC iterations (0: RANSAC only)")
     min_correlation: float = Field(0.7, ge=-1, le=1, description=(
         "the aligned pair must correlate at least this much (ECC), else the frame is flagged "
         "unaligned and not compared"))
     max_motion: float = Field(0.3, gt=0, description=(
         "a homography moving a frame corner by more than this fraction of the diagonal is "
         "refused (unaligned)"))
-    blur_sigma: float = Field(1.0, ge=0, description=(
+    blur_sigma: float = Field(0.7, ge=0, description=(
         "Gaussian blur before comparing: sensor noise and JPEG blocks"))
     tolerance_px: int = Field(1, ge=0, description=(
         "parallax tolerance: a pixel is changed only when it lies outside the range of the "
@@ -165,16 +165,19 @@ class PatrolParams(Section):
     noise_floor: float = Field(2.0, gt=0, description=(
         "grey levels: the least residual noise assumed, so a clean pair does not make tiny "
         "differences significant"))
-    high_threshold: float = Field(6.0, gt=0, description=(
+    high_threshold: float = Field(8.0, gt=0, description=(
         "noise units: a change region must reach this somewhere"))
     low_threshold: float = Field(3.0, gt=0, description=(
         "noise units: a change region extends over the pixels above this"))
-    closing_px: int = Field(3, ge=0, description=(
+    closing_px: int = Field(7, ge=0, description=(
         "change regions are closed by this radius before their holes are filled: an object "
         "whose inside matches the background is found whole"))
+    max_changed: float = Field(0.3, gt=0, le=1, description=(
+        "a frame whose change regions cover more of it than this is flagged unaligned (a wrong "
+        "match or alignment), not reported as changed"))
     min_area: float = Field(0.001, ge=0, le=1, description=(
         "smallest change region, fraction of the frame"))
-    border: float = Field(0.02, ge=0, lt=0.5, description=(
+    border: float = Field(0.01, ge=0, lt=0.5, description=(
         "fraction of the frame's height and width next to the edge of the aligned reference "
         "that is not compared (resampling edges)"))
 
