@@ -3,18 +3,22 @@ one `vad serve` worker that stores alerts in Redis; compared with the same pipel
 
     python benchmarks/stream_throughput.py [--ped2 ../shared/data/ped2] [--checkpoint DIR]
 
-Three measurements, all with the frame-diff scorer and the Redis store (1 and 2 repeated,
-interleaved, best and median reported: the build machines are shared and noisy):
-1. in-process: decode each video and run the pipeline (what `vad run` does), frames/s;
-2. throughput: all test videos published first (flat out, one camera each), then one worker
-   drains the backlog: frames/s from its first to its last frame;
-3. latency: the worker running, the cameras publish in real time (10 fps each, together):
-   seconds from a frame's producer timestamp to the pipeline having processed it, and from
-   the producer timestamp of the frame that completes an alert (closes its event) to the
-   alert stored in Redis. The pipeline's own delays (clip batch, event merge gap) come on top,
-   as they do in-process.
+Four measurements, all with the Redis store (1 and 2 repeated, interleaved, best and median
+reported: the build machines are shared and noisy):
+1. in-process, frame-diff: decode each video and run the pipeline (what `vad run` does);
+2. throughput, frame-diff: all test videos published first (flat out, one camera each), then
+   one worker drains the backlog: frames/s from its first to its last frame;
+3. frame latency, frame-diff: the worker running, the 12 cameras publish in real time (10 fps
+   each, together): seconds from a frame's producer timestamp to the pipeline having
+   processed it;
+4. alert latency, the default scorer (configs/demo.yaml's motion scorer, no reasoner: it runs
+   off the scoring path): the cameras publish in real time, `--wave` at a time (one worker
+   scores what one CPU core can), and for each alert the seconds from the producer timestamp
+   of its event's first frame (anomaly start) to the ongoing alert stored in Redis, and from
+   that of the frame that opened it (the event then lasted events.min_duration frames). The
+   pipeline's own delays (min_duration, the clip batch of window.batch frames) are inside.
 Starts a Tansu broker and a redis-server on loopback unless --bootstrap/--redis are given.
-Last line: `fps=<worker throughput>`.
+Last line: `fps=<worker throughput>` (`--alerts-only` runs measurement 4 alone).
 """
 
 from __future__ import annotations
@@ -55,7 +59,15 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3,
                         help="throughput runs; the best and the median are reported")
     parser.add_argument("--fps", type=float, default=10.0,
-                        help="per-camera rate of the latency run (Ped2 is 10 fps)")
+                        help="per-camera rate of the latency runs (Ped2 is 10 fps)")
+    parser.add_argument("--alert-config", type=Path, default=REPO / "configs" / "demo.yaml",
+                        help="config of the alert latency run (its scorers)")
+    parser.add_argument("--wave", type=int, default=1,
+                        help="cameras publishing at once in the alert latency run")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="config override of the alert latency run")
+    parser.add_argument("--alerts-only", action="store_true",
+                        help="only the alert latency run (measurement 4)")
     args = parser.parse_args()
 
     videos = sorted((args.ped2 / "test").glob("*.mp4"))
@@ -72,6 +84,9 @@ def main() -> int:
             frames = sum(len(open_source(v)) for v in videos)
             print(f"{len(videos)} Ped2 test videos, {frames} frames; broker {bootstrap}, "
                   f"store {redis_url}")
+            if args.alerts_only:
+                print_alert_latency(args, videos, bootstrap, redis_url)
+                return 0
             inproc, worker, published = [], [], []
             for run in range(args.repeat):  # interleaved, so that load changes hit both
                 inproc.append(in_process_fps(config, videos, redis_url))
@@ -88,17 +103,33 @@ def main() -> int:
             print(f"publish flat out:    best {max(published):.1f} frames/s "
                   "(JPEG encoding included)")
             stats = latency(config, videos, bootstrap, redis_url, frames, args.fps)
-            for name, values in (("frame processed", stats.frame_latency),
-                                 ("alert stored", stats.alert_latency)):
-                print(f"publish -> {name} latency at {args.fps:g} fps x {len(videos)} cameras: "
-                      f"p50={percentile(values, 50):.3f}s p99={percentile(values, 99):.3f}s "
-                      f"(n={len(values)})")
+            print(f"publish -> frame processed latency, frame-diff, {args.fps:g} fps x "
+                  f"{len(videos)} cameras: {_quantiles(stats.frame_latency)}")
+            print_alert_latency(args, videos, bootstrap, redis_url)
         finally:
             for server in (broker, redis):
                 if server is not None:
                     server.stop()
     print(f"fps={worker_fps:.1f}")
     return 0
+
+
+def print_alert_latency(args: argparse.Namespace, videos: list[Path], bootstrap: str,
+                        redis_url: str) -> None:
+    alert_config = load_config(args.alert_config, args.overrides)
+    stats = alert_latency(alert_config, videos, bootstrap, redis_url, args.fps,
+                          args.wave)
+    scorers = "+".join(entry.name for entry in alert_config.scorers)
+    for name, values in (("anomaly start", stats.alert_latency),
+                         ("alert-opening frame", stats.open_latency)):
+        print(f"{name} -> alert stored latency, {scorers}, {args.fps:g} fps x "
+              f"{args.wave} cameras at a time, window.batch="
+              f"{alert_config.window.batch}: {_quantiles(values)}")
+    delay = stats.alert_frames
+    print(f"frames from anomaly start to the frame that stored its alert (the "
+          f"pipeline's own delay): p50={percentile(delay, 50):.0f} "
+          f"max={max(delay, default=float('nan')):.0f} (n={len(delay)}); publish -> frame "
+          f"processed: {_quantiles(stats.frame_latency)}")
 
 
 def ensure_checkpoint(checkpoint: Path, ped2: Path) -> None:
@@ -148,7 +179,8 @@ class Worker:
         self.store = open_store(_store(redis_url, topic))
         self.worker = StreamWorker(Pipeline.from_config(config, self.store),
                                    KafkaConfig(bootstrap=bootstrap, topic=topic),
-                                   ServeConfig(group=f"{topic}-group", partitions=PARTITIONS))
+                                   ServeConfig(group=f"{topic}-group", partitions=PARTITIONS,
+                                               metrics_port=None))
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
         self.thread.start()
 
@@ -192,6 +224,31 @@ def latency(config: VadConfig, videos: list[Path], bootstrap: str, redis_url: st
         worker.stop()
         delete_topics(bootstrap, [topic, f"{topic}.dead-letter"])
     return worker.worker.stats
+
+
+def alert_latency(config: VadConfig, videos: list[Path], bootstrap: str, redis_url: str,
+                  fps: float, wave: int):
+    """One worker with the given scorers; the videos published in real time, `wave` at a
+    time."""
+    topic = f"bench-alerts-{os.getpid()}"
+    worker = Worker(config, bootstrap, topic, redis_url)
+    try:
+        worker.wait(lambda w: len(w.assigned) == PARTITIONS)
+        done = 0
+        for first in range(0, len(videos), wave):
+            group = videos[first:first + wave]
+            publish(group, bootstrap, topic, fps)
+            done += sum(len(open_source(v)) for v in group)
+            worker.wait(lambda w: w.stats.frames >= done)
+    finally:
+        worker.stop()
+        delete_topics(bootstrap, [topic, f"{topic}.dead-letter"])
+    return worker.worker.stats
+
+
+def _quantiles(values) -> str:
+    return (f"p50={percentile(values, 50):.3f}s p99={percentile(values, 99):.3f}s "
+            f"max={max(values, default=float('nan')):.3f}s (n={len(values)})")
 
 
 def _store(redis_url: str, prefix: str) -> StoreConfig:

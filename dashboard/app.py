@@ -22,7 +22,7 @@ from dashboard.settings import DashboardSettings
 from vad.config.sections import StoreConfig
 from vad.errors import VadError
 from vad.stores import AlertQuery, AlertStore, open_store
-from vad.types import ALERT_STATUSES, Alert
+from vad.types import ALERT_STATUSES, Alert, CameraStatus
 
 log = logging.getLogger("vad.dashboard")
 
@@ -31,6 +31,8 @@ ANY = "Any"
 TIMELINE_PAD = 60
 FEED_COLUMNS = [1.0, 1.3, 2.3, 1.5, 2.1, 0.9]
 TRIAGE_ACTIONS = (("acknowledged", "Acknowledge"), ("resolved", "Resolve"), ("new", "Reopen"))
+CAMERA_STATE_COLORS = {"online": "green", "reconnecting": "orange", "stalled": "orange",
+                       "offline": "red"}
 
 
 @st.cache_resource(show_spinner=False)
@@ -113,6 +115,8 @@ def render_feed(rows: list[FeedRow], selected: str | None, threshold: float) -> 
             cells[1].markdown(f"**{row.camera_id}**")
             cells[2].markdown(f"{row.event_time}  \n:gray[raised {row.raised}]")
             cells[3].markdown(f"{row.duration}  \n:gray[{row.frames} frames]")
+            if row.ongoing:
+                cells[3].badge("ongoing", icon=":material/radio_button_checked:", color="red")
             cells[4].badge(row.status, color=STATUS_COLORS[row.status])
             cells[5].button("", icon=":material/visibility:", help="Show this alert",
                             key=f"open-{row.alert_id}", on_click=select_alert, args=(row.alert_id,),
@@ -187,7 +191,12 @@ def alert_detail(store: AlertStore, alert_id: str, settings: DashboardSettings) 
     badges.badge(row.status, color=STATUS_COLORS[row.status])
     badges.badge(row.event_time, color="gray")
     badges.badge(f"{row.duration} ({row.frames} frames)", color="gray")
+    if alert.ongoing:
+        badges.badge("ongoing", icon=":material/radio_button_checked:", color="red")
+    elif alert.close_reason not in ("", "end"):
+        badges.badge(f"closed: {alert.close_reason}", color="gray")
     show_evidence(alert)
+    predicted_class(alert)
     timeline(store, alert, settings)
     reasoning(alert)
     triage_form(alert, settings)
@@ -214,6 +223,11 @@ def show_reference_pair(alert: Alert) -> None:
         return
     for column, (image, caption) in zip(st.columns(2), pair):
         column.image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), caption=caption, width="stretch")
+def predicted_class(alert: Alert) -> None:
+    """The anomaly class a scorer named for the event (e.g. vadclip's "Fighting")."""
+    if alert.label:
+        st.markdown(f"**Predicted class:** {alert.label} "
+                    f"(confidence {alert.label_confidence:.0%})")
 
 
 def timeline(store: AlertStore, alert: Alert, settings: DashboardSettings) -> None:
@@ -276,6 +290,7 @@ def cameras_view(settings: DashboardSettings) -> None:
             store = get_store(settings.store.model_dump_json())
             cameras = store.cameras()
             alerts = store.query(AlertQuery(limit=100_000))
+            statuses = store.camera_statuses()
         except Exception as exc:  # noqa: BLE001
             show_failure(settings.store_label, exc)
             return
@@ -284,7 +299,8 @@ def cameras_view(settings: DashboardSettings) -> None:
             return
         for camera in cameras:
             try:
-                camera_panel(store, camera, [a for a in alerts if a.camera_id == camera], settings)
+                camera_panel(store, camera, [a for a in alerts if a.camera_id == camera], settings,
+                             statuses.get(camera))
             except Exception as exc:  # noqa: BLE001
                 show_failure(settings.store_label, exc)
 
@@ -292,10 +308,12 @@ def cameras_view(settings: DashboardSettings) -> None:
 
 
 def camera_panel(store: AlertStore, camera: str, alerts: list[Alert],
-                 settings: DashboardSettings) -> None:
+                 settings: DashboardSettings, status: CameraStatus | None = None) -> None:
     series = store.scores(camera)
     with st.container(border=True):
         st.subheader(camera)
+        if status is not None:
+            camera_status(status)
         metrics = st.columns(4)
         metrics[0].metric("Alerts", len(alerts))
         metrics[1].metric("Open (new)", sum(a.status == "new" for a in alerts))
@@ -315,6 +333,19 @@ def camera_panel(store: AlertStore, camera: str, alerts: list[Alert],
         else:
             metrics[2].metric("Last frame seen", "none")
             st.caption("No score timeline recorded for this camera.")
+
+
+def camera_status(status: CameraStatus) -> None:
+    """A live camera's connection: its state since when, its last error and its gaps."""
+    badges = st.container(horizontal=True)
+    badges.badge(status.state, color=CAMERA_STATE_COLORS[status.state])
+    badges.badge(f"since {format_timestamp(status.since)}", color="gray")
+    gaps = f"{status.gap_count} gap(s), {status.total_gap_s:.1f} s in all"
+    if status.gaps:
+        gaps += " · latest: " + ", ".join(f"{gap.seconds:.1f} s" for gap in status.gaps[-3:])
+    st.caption(f"{status.source} · {status.reconnects} reconnection(s) · {gaps}")
+    if status.last_error:
+        st.caption(f"Last error: {status.last_error}")
 
 
 # --- page --------------------------------------------------------------------------------------

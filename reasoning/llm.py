@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 
 from vad.registry import Registry
@@ -30,6 +31,26 @@ class LLM(ABC):
 
     @abstractmethod
     def generate(self, prompt: str, max_new_tokens: int = 256) -> str: ...
+
+    def option_logprobs(self, prompt: str, options: Sequence[str],
+                        answer_prefix: str = "") -> dict[str, float] | None:
+        """Log-probability of each option's first token as the next token of the answer
+        (after `answer_prefix`); None when the backend cannot tell."""
+        return None
+
+
+def first_token_logprobs(candidates: dict[str, float], options: Sequence[str]
+                         ) -> dict[str, float] | None:
+    """{option: best log-probability among tokens that start it}, from {token: logprob};
+    None unless every option is found ("Anom" counts for "Anomaly", " normal" for "Normal")."""
+    found = {}
+    for option in options:
+        scores = [lp for token, lp in candidates.items()
+                  if len(t := token.strip().lower()) >= 2 and option.lower().startswith(t)]
+        if not scores:
+            return None
+        found[option] = max(scores)
+    return found
 
 
 LLMS: Registry[LLM] = Registry("LLM backend")
@@ -58,6 +79,13 @@ def _find_gguf(path: Path) -> Path | None:
     return files[0] if files else None
 
 
+def _shared_length(a, b) -> int:
+    """Length of the common prefix of two 1-d id tensors."""
+    n = min(len(a), len(b))
+    differ = (a[:n] != b[:n]).nonzero()
+    return int(differ[0]) if len(differ) else n
+
+
 @LLMS.register("transformers")
 class TransformersLLM(LLM):
     """A causal LM from a local directory. GGUF weights are de-quantized once and cached
@@ -78,6 +106,9 @@ class TransformersLLM(LLM):
         except (OSError, ValueError) as exc:
             raise VadError(f"{path}: cannot load a causal language model ({exc})") from None
         self.device = device
+        # option_logprobs: KV cache of the last prompt prefix (the rules, shared by frames)
+        self._cache, self._cache_ids = None, None
+        self.min_shared_prefix = 16
 
     @staticmethod
     def _converted(gguf: Path, root: str) -> Path:
@@ -97,16 +128,62 @@ class TransformersLLM(LLM):
         tmp.rename(cache)
         return cache
 
+    def _inputs(self, prompt: str, answer_prefix: str = "") -> dict:
+        if self.tokenizer.chat_template:
+            text = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], add_generation_prompt=True,
+                tokenize=False)
+        else:
+            text = prompt + "\n"
+        inputs = self.tokenizer(text + answer_prefix, return_tensors="pt",
+                                add_special_tokens=not self.tokenizer.chat_template)
+        return {k: v.to(self.device) for k, v in inputs.items()}
+
+    def option_logprobs(self, prompt: str, options: Sequence[str],
+                        answer_prefix: str = "") -> dict[str, float] | None:
+        """One forward pass; the prompt's longest prefix seen before is served from a KV
+        cache (the rules, identical for every frame, are computed once)."""
+        import torch
+
+        ids = self._inputs(prompt, answer_prefix)["input_ids"]
+        with torch.inference_mode():
+            logits = self._next_token_logits(ids)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        top = torch.topk(logprobs, min(50, logprobs.numel()))
+        candidates = {self.tokenizer.decode([int(i)]): float(lp)
+                      for lp, i in zip(top.values, top.indices)}
+        for option in options:  # the options' own first tokens, wherever they rank
+            for variant in (option, " " + option, option.lower(), " " + option.lower()):
+                token = self.tokenizer.encode(variant, add_special_tokens=False)[:1]
+                if token:
+                    candidates.setdefault(self.tokenizer.decode(token), float(
+                        logprobs[token[0]]))
+        return first_token_logprobs(candidates, options)
+
+    def _next_token_logits(self, ids):
+        from transformers import DynamicCache
+
+        context = ids[0, :-1]
+        shared = 0 if self._cache_ids is None else _shared_length(self._cache_ids, context)
+        if shared < self.min_shared_prefix:  # a new prompt family: cache all but the last token
+            self._cache = DynamicCache()
+            self.model(input_ids=ids[:, :-1], past_key_values=self._cache, use_cache=True)
+            self._cache_ids, shared = context, len(context)
+        self._truncate(shared)
+        self._cache_ids = self._cache_ids[:shared]
+        out = self.model(input_ids=ids[:, shared:], past_key_values=self._cache, use_cache=True)
+        self._truncate(shared)
+        return out.logits[0, -1]
+
+    def _truncate(self, length: int) -> None:
+        extra = self._cache.get_seq_length() - length
+        if extra > 0:
+            self._cache.crop(-extra)
+
     def generate(self, prompt: str, max_new_tokens: int = 256) -> str:
         import torch
 
-        if self.tokenizer.chat_template:
-            inputs = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True,
-                return_tensors="pt", return_dict=True)
-        else:
-            inputs = self.tokenizer(prompt, return_tensors="pt")
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        inputs = self._inputs(prompt)
         pad = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
         with torch.inference_mode():
             output = self.model.generate(**inputs, max_new_tokens=max_new_tokens,
@@ -137,14 +214,15 @@ class OpenAICompatibleLLM(LLM):
         with urllib.request.urlopen(request, timeout=self.config.timeout_s) as response:
             return json.loads(response.read())
 
-    def generate(self, prompt: str, max_new_tokens: int = 256) -> str:
-        payload = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                   "max_tokens": max_new_tokens, "temperature": self.config.temperature}
+    def _complete(self, payload: dict) -> dict:
+        """The first choice of a chat completion, retried as the class docstring says."""
         delay, attempt = self.config.backoff_s, 0
         while True:
             attempt += 1
             try:
-                return str(self._post(payload)["choices"][0]["message"]["content"]).strip()
+                choice = self._post(payload)["choices"][0]
+                str(choice["message"]["content"])
+                return choice
             except urllib.error.HTTPError as exc:
                 if exc.code != 429 and exc.code < 500:
                     raise VadError(f"{self.url}: HTTP {exc.code} {exc.reason}") from None
@@ -159,3 +237,33 @@ class OpenAICompatibleLLM(LLM):
                         self.url, attempt, reason, delay)
             time.sleep(delay)
             delay *= 2
+
+    def _payload(self, messages: list[dict], max_tokens: int, **options) -> dict:
+        return {"model": self.model, "messages": messages, "max_tokens": max_tokens,
+                "temperature": self.config.temperature, **options}
+
+    def generate(self, prompt: str, max_new_tokens: int = 256) -> str:
+        return self.chat([{"role": "user", "content": prompt}], max_new_tokens).strip()
+
+    def chat(self, messages: list[dict], max_tokens: int, **options) -> str:
+        """The reply to `messages` (contents may hold images) verbatim; `options` are extra
+        request fields (e.g. `seed`)."""
+        choice = self._complete(self._payload(messages, max_tokens, **options))
+        return str(choice["message"]["content"] or "")
+
+    def option_logprobs(self, prompt: str, options: Sequence[str],
+                        answer_prefix: str = "") -> dict[str, float] | None:
+        """From the server's `logprobs` of the first answer token, when it returns them
+        (vLLM, llama.cpp server, OpenAI do); None otherwise or with an answer prefix."""
+        if answer_prefix:
+            return None
+        payload = self._payload([{"role": "user", "content": prompt}], 1, logprobs=True,
+                                top_logprobs=20)
+        try:
+            first = self._complete(payload)["logprobs"]["content"][0]
+            candidates = {str(t["token"]): float(t["logprob"])
+                          for t in first.get("top_logprobs") or []}
+            candidates.setdefault(str(first["token"]), float(first["logprob"]))
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+        return first_token_logprobs(candidates, options)

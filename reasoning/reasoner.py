@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from reasoning.deduction import Deducer, build_deducer
+from reasoning.deduction import DEFAULT_DEDUCER, Deducer, build_deducer
 from reasoning.describers import Describer, build_describer
 from reasoning.llm import build_llm
 from reasoning.rules import load_rules
@@ -66,5 +66,8 @@ def build_reasoner(config: ReasoningConfig, device: str = "cpu") -> Reasoner | N
     if config.rules is None:
         return None
     llm = build_llm(config.llm, device) if config.llm else None
-    deducer = build_deducer(config.deduction, load_rules(config.rules), llm)
+    # the config tree's default deducer (embed) predates `fast`: a section that names no
+    # deducer gets DEFAULT_DEDUCER until the tree has a `fast` section
+    deduction = config.deduction if "deduction" in config.model_fields_set else DEFAULT_DEDUCER
+    deducer = build_deducer(deduction, load_rules(config.rules), llm)
     return Reasoner(build_describer(config.describer, device), deducer, config.keyframes)

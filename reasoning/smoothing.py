@@ -1,18 +1,32 @@
-"""AnomalyRuler's perception smoothing of per-frame judgements of one video.
+"""AnomalyRuler's temporal stages for one video's per-frame judgements.
 
-1. EMA of the per-frame anomaly judgements (alpha 0.33, bias-corrected like pandas'
+Perception smoothing (paper §3.3, reference code `majority_smooth.py`):
+1. EMA of the per-frame judgements (alpha 0.33, bias-corrected like pandas'
    `ewm(adjust=True)`), so that a judgement needs support from its recent past;
-2. decisions: the EMA above its own mean, by majority vote in a centred window
-   (causal at the edges, as in the reference code);
-3. the score: an EMA of the decisions whose alpha is that mean (the reference code's
-   choice: videos with frequent anomalies react faster).
+2. decisions: the EMA above a threshold, by majority vote in a centred window (5 frames in
+   the paper's text, 1 in the reference code that produced its figures: the default),
+   causal at the video's edges.
+   The threshold is fixed (0.5: most of the recent, weighted evidence says anomaly). The
+   reference code's threshold, the mean of the video's own EMA, makes every video that is
+   anomalous (or normal) throughout come out half anomalous; it is kept as
+   `threshold=None` only to reproduce that code.
+
+Score (paper, deduction): an EWM with span 10 (alpha 2/11) of the per-frame decisions.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from vad.config.reasoning import SmoothingConfig
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    alpha: float = 0.33  # EMA of the per-frame judgements (perception smoothing)
+    window: int = 1  # majority-vote window (reference code 1, which gave the paper figures; text 5)
+    threshold: float | None = 0.5  # EMA above this is an anomaly; None = the video's mean
+    span: int = 10  # EWM span of the final score
 
 
 def ema(values: np.ndarray, alpha: float) -> np.ndarray:
@@ -24,6 +38,11 @@ def ema(values: np.ndarray, alpha: float) -> np.ndarray:
         denominator = denominator * (1 - alpha) + 1
         out[t] = numerator / denominator
     return out
+
+
+def ewm_span(values: np.ndarray, span: int) -> np.ndarray:
+    """pandas' `ewm(span=span).mean()`: alpha = 2 / (span + 1)."""
+    return ema(values, 2.0 / (span + 1))
 
 
 def majority_vote(above: np.ndarray, window: int) -> np.ndarray:
@@ -41,27 +60,26 @@ def majority_vote(above: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def smooth_decisions(judgements: np.ndarray, config: SmoothingConfig = SmoothingConfig(),
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(decisions, scores) for one video's per-frame judgements (binary or continuous)."""
+def perception_decisions(judgements: np.ndarray,
+                         config: SmoothingConfig = SmoothingConfig()) -> np.ndarray:
+    """0/1 per frame from one video's judgements (binary or continuous in [0, 1])."""
     judgements = np.asarray(judgements, dtype=np.float64)
     if judgements.size == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
+        return np.zeros(0, dtype=np.int64)
     trend = ema(judgements, config.alpha)
-    threshold = float(trend.mean())
-    decisions = majority_vote(trend > threshold, config.window | 1)
-    return decisions, ema(decisions, max(threshold, 1e-7))
+    threshold = float(trend.mean()) if config.threshold is None else config.threshold
+    return majority_vote(trend > threshold, config.window | 1)
 
 
-def smooth_scores(judgements: np.ndarray, config: SmoothingConfig = SmoothingConfig()
-                  ) -> np.ndarray:
-    """`paper`: the three steps above; `ema`: step 1 only (keeps a continuous score's
-    ranking inside a video); `none`: unchanged."""
-    mode = config.mode
-    if mode == "paper":
-        return smooth_decisions(judgements, config)[1]
-    if mode == "ema":
-        return ema(judgements, config.alpha)
-    if mode == "none":
-        return np.asarray(judgements, dtype=np.float64)
-    raise ValueError(f"unknown smoothing {mode!r}")
+SCORES = ("ewm", "none")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Which of AnomalyRuler's deduction stages run (`reasoning.evaluation.judge_video`);
+    the defaults are the LLM-free path."""
+
+    perception: bool = True  # perception smoothing of the deducer's judgements
+    robust: bool = False  # LLM double-check of the frames decided normal
+    score: str = "ewm"  # "ewm": EWM (span `smoothing.span`) of the per-frame values; "none"
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)

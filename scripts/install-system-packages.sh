@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages the project needs; installs only what is missing (idempotent).
 set -euo pipefail
-packages=(redis-server chromium chromium-driver)
+# GStreamer's RTSP server, driven by the system python3 (python3-gi), is the real camera of
+# the live-source tests (streams/rtsp_server.py).
+packages=(redis-server chromium chromium-driver
+          python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+          gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+          gstreamer1.0-libav)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

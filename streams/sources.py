@@ -1,4 +1,5 @@
-"""Frame sources: a video file, a folder of frames, or an RTSP/HTTP stream.
+"""Frame sources: a video file, a folder of frames, or a live RTSP/HTTP/RTMP stream that
+survives drops and stalls (docs/cameras.md).
 
 Sequential decoding goes through PyAV so that a damaged packet costs only its own frames;
 `read_frames` uses decord for random access to frames of a file.
@@ -8,15 +9,21 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urlparse
 
 import cv2
 import numpy as np
 
+from streams.live import Backoff, FrameRateLimiter, StatusCallback, StatusTracker
+from vad.config.sources import LiveSourceConfig
 from vad.errors import SourceError
-from vad.types import Frame
+from vad.types import Frame, Gap
+from vad.urls import redacted
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,7 @@ class Source(ABC):
 
     camera_id: str
     location: str
+    live = False  # a camera stream: frames arrive in real time and never end on their own
 
     @abstractmethod
     def __iter__(self) -> Iterator[Frame]: ...
@@ -39,12 +47,12 @@ class Source(ABC):
         return 0
 
 
-def _av_frames(location: str, camera_id: str, options: dict[str, str] | None = None,
-               ) -> Iterator[Frame]:
+def _av_frames(location: str, camera_id: str) -> Iterator[Frame]:
+    """The frames of a video file, keeping those around a damaged packet."""
     import av
 
     try:
-        container = av.open(location, options=options or {}, timeout=10.0)
+        container = av.open(location, timeout=10.0)
     except (av.error.FFmpegError, OSError) as exc:
         raise SourceError(location, f"cannot open ({_av_reason(exc)})") from None
     with container:
@@ -150,22 +158,192 @@ def natural_key(path: Path) -> list[object]:
 
 
 class StreamSource(Source):
-    """A live network stream (RTSP, HTTP, RTMP ...) decoded by PyAV."""
+    """A live network stream (RTSP, RTSPS, HTTP/MJPEG, RTMP ...) decoded by PyAV, read for as
+    long as it is iterated: it is reopened whenever it fails to open, breaks, ends or stalls,
+    after an exponential backoff with jitter. Frame indices keep increasing across reopenings
+    and jump over a gap by the frames it missed; the camera's status is reported to
+    `on_status` at every change. Setting `stop` ends the iteration between frames."""
 
-    def __init__(self, url: str, camera_id: str | None = None):
-        self.location = url
-        self.camera_id = camera_id or re.sub(r"[^A-Za-z0-9_.-]+", "_", url.split("://", 1)[1])
+    live = True
+
+    def __init__(self, url: str, camera_id: str | None = None,
+                 settings: LiveSourceConfig | None = None,
+                 on_status: StatusCallback | None = None, stop: threading.Event | None = None):
+        self.url = url
+        self.location = redacted(url)
+        self.camera_id = camera_id or _camera_id_of(url)
+        self.settings = settings or LiveSourceConfig()
+        self.on_status = on_status
+        self.stop = stop or threading.Event()
 
     def __iter__(self) -> Iterator[Frame]:
-        options = {"rtsp_transport": "tcp"} if self.location.startswith("rtsp") else {}
-        return _av_frames(self.location, self.camera_id, options)
+        return _LiveReader(self).frames()
 
 
-def open_source(spec: str | Path, camera_id: str | None = None) -> Source:
-    """Choose the source for a path or URL, with a clear error when none fits."""
+def _camera_id_of(url: str) -> str:
+    """host_port_path of a URL, without its credentials."""
+    parsed = urlparse(url)
+    place = parsed.netloc.rsplit("@", 1)[-1] + parsed.path
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", place).strip("_")[:64] or "camera"
+
+
+_AVFMT_NOTIMESTAMPS = 0x80  # libavformat: the format carries no timestamps
+
+
+class _Failure(Exception):
+    """A connection that failed; `stalled` when the stream was silent rather than refused."""
+
+    def __init__(self, reason: str, stalled: bool = False):
+        super().__init__(reason)
+        self.stalled = stalled
+
+
+class _LiveReader:
+    """One iteration of a StreamSource: its connections, indices, timestamps and status."""
+
+    def __init__(self, source: StreamSource):
+        self.source, self.settings = source, source.settings
+        self.tracker = StatusTracker(source.camera_id, source.location, self.settings,
+                                     source.on_status)
+        self.backoff = Backoff(self.settings)
+        self.limiter = FrameRateLimiter(self.settings.detect_fps)
+        self.next_index = 0
+        self.last_timestamp: float | None = None
+        self.interval: float | None = None  # seconds between delivered frames
+
+    def frames(self) -> Iterator[Frame]:
+        stop = self.source.stop
+        while not stop.is_set():
+            try:
+                yield from self._connection()
+                failure = _Failure("the stream ended")
+            except _Failure as exc:
+                failure = exc
+            if stop.is_set():
+                return
+            self.tracker.failed(str(failure), failure.stalled)
+            self._wait(self.backoff.next_delay())
+
+    def _wait(self, delay: float) -> None:
+        """Sleep before the next attempt, turning offline on time; give up when configured."""
+        give_up = self.settings.give_up_after_s
+        deadline = time.monotonic() + delay
+        while (remaining := deadline - time.monotonic()) > 0:
+            slice_ = min(remaining, self.tracker.offline_in() or remaining)
+            if give_up is not None:
+                slice_ = min(slice_, max(0.0, give_up - self.tracker.down_for()))
+            if self.source.stop.wait(slice_):
+                return
+            self.tracker.check_offline()
+            if give_up is not None and self.tracker.down_for() >= give_up:
+                reason = (f"no frames for {self.tracker.down_for():.1f} s, gave up "
+                          f"(last error: {self.tracker.status.last_error})")
+                self.tracker.gave_up()
+                raise SourceError(self.source.location, reason)
+
+    def _connection(self) -> Iterator[Frame]:
+        import av
+
+        s = self.settings
+        options = {"analyzeduration": str(int(s.probe_s * 1e6))}
+        if self.source.url.startswith(("rtsp://", "rtsps://")):
+            options["rtsp_transport"] = s.transport
+        started = time.monotonic()
+        try:
+            container = av.open(self.source.url, options=options,
+                                timeout=(s.open_timeout_s, s.stall_timeout_s))
+        except (av.error.FFmpegError, OSError) as exc:
+            # PyAV's timeout interrupts the open; ffmpeg then names whatever it was doing.
+            if isinstance(exc, av.error.ExitError) or time.monotonic() - started >= s.open_timeout_s:
+                raise _Failure(f"no answer within {s.open_timeout_s:g} s", stalled=True) from None
+            raise _Failure(f"cannot open ({_av_reason(exc)})") from None
+        with container:
+            if not container.streams.video:
+                raise _Failure("no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if self.interval is None:
+                self.interval = 1 / (s.detect_fps or float(stream.average_rate or 0) or 25.0)
+            # Formats without timestamps (MJPEG over HTTP) get made-up ones: the wall clock
+            # is truer.
+            clock = "wall" if container.format.flags & _AVFMT_NOTIMESTAMPS else s.timestamps
+            self.tracker.opened()
+            anchor: list[float | None] = [None, None]  # wall time of pts 0, the last pts
+            waiting_since = time.monotonic()
+            for packet in _packets(container, stream, s.stall_timeout_s):
+                try:
+                    decoded = packet.decode()
+                except av.error.FFmpegError as exc:
+                    log.warning("%s: skipped a damaged packet: %s", self.source.location,
+                                _av_reason(exc))
+                    continue
+                for av_frame in decoded:
+                    waiting_since = time.monotonic()
+                    timestamp = self._timestamp(av_frame.time, anchor, clock)
+                    if self.limiter.keep(timestamp):
+                        yield self._deliver(av_frame, timestamp)
+                        self.backoff.reset()
+                        waiting_since = time.monotonic()  # the consumer's time is not a stall
+                if time.monotonic() - waiting_since > s.stall_timeout_s:
+                    raise _Failure(f"no frame for {s.stall_timeout_s:g} s", stalled=True)
+
+    def _timestamp(self, pts: float | None, anchor: list[float | None], clock: str) -> float:
+        """The frame's time: the stream clock, anchored to the wall clock at the connection's
+        first frame (and again when the clock restarts or leaps), or the wall clock."""
+        now = time.time()
+        if clock == "wall" or pts is None:
+            timestamp = now
+        else:
+            zero, last_pts = anchor
+            if zero is None or not 0 <= pts - last_pts <= self.settings.stall_timeout_s:
+                zero = now - pts
+            anchor[:] = [zero, pts]
+            timestamp = zero + pts
+        if self.last_timestamp is not None and timestamp <= self.last_timestamp:
+            timestamp = self.last_timestamp + 1e-3  # times only increase, across reconnections
+        return timestamp
+
+    def _deliver(self, av_frame, timestamp: float) -> Frame:
+        gap = None
+        if self.last_timestamp is not None:
+            elapsed = timestamp - self.last_timestamp
+            if self.tracker.down:  # at least one index is skipped: a gap always shows
+                missed = max(1, round(elapsed / self.interval) - 1)
+                gap = Gap(self.next_index - 1, self.next_index + missed, self.last_timestamp,
+                          timestamp)
+                self.next_index += missed
+            else:  # the delivered frame interval, smoothed: it sizes the next gap
+                self.interval += 0.1 * (elapsed - self.interval)
+        frame = Frame(self.source.camera_id, self.next_index, timestamp, _to_bgr(av_frame))
+        self.tracker.frame(self.next_index, timestamp, gap)
+        self.next_index += 1
+        self.last_timestamp = timestamp
+        return frame
+
+
+def _packets(container, stream, stall_timeout_s: float) -> Iterator:
+    """The stream's packets; a read timeout is a stall, any other read error a failure."""
+    import av
+
+    packets = container.demux(stream)
+    while True:
+        try:
+            yield next(packets)
+        except StopIteration:
+            return
+        except av.error.ExitError:
+            raise _Failure(f"no frame for {stall_timeout_s:g} s", stalled=True) from None
+        except (av.error.FFmpegError, OSError) as exc:
+            raise _Failure(f"read failed ({_av_reason(exc)})") from None
+
+
+def open_source(spec: str | Path, camera_id: str | None = None,
+                live: LiveSourceConfig | None = None) -> Source:
+    """Choose the source for a path or URL, with a clear error when none fits; `live` is how
+    a stream URL is read."""
     text = str(spec)
     if text.startswith(STREAM_SCHEMES):
-        return StreamSource(text, camera_id)
+        return StreamSource(text, camera_id, live)
     path = Path(text)
     if path.is_dir():
         return FolderSource(path, camera_id)

@@ -37,7 +37,7 @@ class ClipWindower:
         self.batch = batch
         self.size = size
         self.grayscale = grayscale
-        self._buffer: deque[tuple[int, float, np.ndarray]] = deque()
+        self._buffer: deque[tuple[Frame, np.ndarray]] = deque()  # (frame, preprocessed)
         self._pending = 0
         self._camera_id = ""
 
@@ -48,8 +48,7 @@ class ClipWindower:
     def push(self, frame: Frame) -> Clip | None:
         """Add a frame; return a clip when `batch` new frames are ready."""
         self._camera_id = frame.camera_id
-        self._buffer.append((frame.index, frame.timestamp,
-                             preprocess(frame.image, self.size, self.grayscale)))
+        self._buffer.append((frame, preprocess(frame.image, self.size, self.grayscale)))
         if len(self._buffer) > self.length:
             self._buffer.popleft()
         if len(self._buffer) > self.context:
@@ -67,8 +66,21 @@ class ClipWindower:
         self._pending = 0
         return Clip(
             camera_id=self._camera_id,
-            frames=np.stack([image for _, _, image in items]),
-            indices=np.array([index for index, _, _ in items], dtype=np.int64),
-            timestamps=np.array([ts for _, ts, _ in items], dtype=np.float64),
+            frames=np.stack([image for _, image in items]),
+            indices=np.array([frame.index for frame, _ in items], dtype=np.int64),
+            timestamps=np.array([frame.timestamp for frame, _ in items], dtype=np.float64),
             context=self.context,
         )
+
+    def state(self) -> dict:
+        """The frames the next clip needs (context and pending ones) and how many are still
+        to score; preprocessing is redone on restoring (it is deterministic)."""
+        keep = self.context + self._pending
+        frames = [frame for frame, _ in self._buffer]
+        return {"frames": frames[len(frames) - keep:] if keep else [],
+                "pending": self._pending, "camera": self._camera_id}
+
+    def restore(self, state: dict) -> None:
+        self._buffer = deque((frame, preprocess(frame.image, self.size, self.grayscale))
+                             for frame in state["frames"])
+        self._pending, self._camera_id = state["pending"], state["camera"]

@@ -21,7 +21,7 @@ from vad.commands.common import config_from_args
 from vad.config import VadConfig, load_config
 from vad.errors import VadError
 from vad.stores import AlertQuery, AlertStore, open_store
-from vad.types import Alert
+from vad.types import Alert, CameraStatus, Gap
 from streams.local_servers import free_port
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -125,6 +125,20 @@ def test_feed_row_rejects_malformed_records():
     bad.peak_score = "high"
     with pytest.raises(MalformedAlert, match="peak_score"):
         feed_row(bad)
+
+
+def test_an_ongoing_alert_shows_as_ongoing(monkeypatch, tmp_path):
+    url = f"sqlite:///{tmp_path}/ongoing.db"
+    alert = make_alert("cam-a", 20, 4.0)
+    alert.lifecycle = "ongoing"
+    with open_store(url) as store:
+        store.put(alert)
+    row = feed_row(alert, now=1_700_000_100)
+    assert row.ongoing and row.duration == "2.0 s so far"
+    app = run_app(monkeypatch, url)
+    assert_no_exception(app)
+    ongoing = ":red-badge[:material/radio_button_checked: ongoing]"
+    assert [str(e.value) for e in app.markdown].count(ongoing) == 2  # in the feed and detail
 
 
 def test_settings_round_trip_through_the_environment():
@@ -284,6 +298,42 @@ def test_camera_overview_counts_alerts(monkeypatch, sqlite_url):
     assert ("Alerts", "2") in metrics and ("Open (new)", "1") in metrics
     assert ("Last frame seen", "199") in metrics
     assert len(app.get("vega_lite_chart")) >= 3  # the detail timeline and one per camera
+
+
+def test_alert_detail_shows_the_predicted_class(monkeypatch, tmp_path):
+    url = f"sqlite:///{tmp_path}/labelled.db"
+    with open_store(url) as store:
+        labelled = make_alert("cam-a", 20, 4.0)
+        labelled.label, labelled.label_confidence = "Fighting", 0.82
+        store.put(labelled)
+        store.put(make_alert("cam-b", 50, 3.0, created_at=1_600_000_000))
+    app = run_app(monkeypatch, url)
+    assert_no_exception(app)
+    assert "**Predicted class:** Fighting (confidence 82%)" in texts(app)
+    app.button(key="open-cam-b:50").click().run()
+    assert "Predicted class" not in texts(app)  # an alert without a class shows none
+
+
+def test_camera_tab_shows_each_live_cameras_status(monkeypatch, sqlite_url):
+    gap = Gap(last_frame=41, next_frame=60, start_time=1_700_000_100.0,
+              end_time=1_700_000_101.9)
+    with open_store(sqlite_url) as store:
+        store.set_camera_status(CameraStatus(
+            "cam-a", "online", since=1_700_000_101.9, updated_at=1_700_000_101.9,
+            source="rtsp://admin:***@10.0.0.7/stream1", last_error="cannot open (Connection "
+            "refused)", last_frame=60, reconnects=1, gap_count=1, total_gap_s=1.9, gaps=(gap,)))
+        store.set_camera_status(CameraStatus("gate", "offline", since=1_700_000_200.0,
+                                             updated_at=1_700_000_230.0,
+                                             down_since=1_700_000_170.0,
+                                             last_error="no answer within 10 s"))
+    app = run_app(monkeypatch, sqlite_url)
+    assert_no_exception(app)
+    shown = texts(app)
+    assert "rtsp://admin:***@10.0.0.7/stream1 · 1 reconnection(s) · 1 gap(s), 1.9 s in all · " \
+           "latest: 1.9 s" in shown
+    assert "Last error: cannot open (Connection refused)" in shown
+    assert ":green-badge[online]" in shown and ":red-badge[offline]" in shown
+    assert "Last error: no answer within 10 s" in shown  # a camera known by its status only
 
 
 def test_empty_store_says_so(monkeypatch, tmp_path):

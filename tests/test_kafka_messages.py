@@ -7,7 +7,7 @@ from kafka import TopicPartition
 
 from streams.messages import (H_CAMERA, H_FRAME, H_KIND, H_SCHEMA, H_TIMESTAMP, SCHEMA_VERSION,
                               EndOfStream, MessageError, decode_message, encode_end,
-                              encode_frame)
+                              encode_frame, jpeg_size)
 from streams.publisher import _scheduled
 from vad.config import validated
 from vad.config.sections import PublishConfig
@@ -70,6 +70,14 @@ JPEG = encode_frame(Frame("cam", 0, 0.0, gradient()))[1]
     (b"cam", JPEG, _headers(**{H_KIND: b"keyframe"}), "bad-header"),
     (b"other", JPEG, _headers(), "camera-mismatch"),
     (b"cam", b"\xff\xd8" + bytes(5000) + b"\xff\xd9", _headers(), "oversize"),
+    # passes str.isdigit(), fails int(): once a crash loop
+    (b"cam", JPEG, _headers(**{H_SCHEMA: "\u00b9".encode()}), "unknown-version"),
+    # decodes, then overflowed int64 in the windower: once a crash loop
+    (b"cam", JPEG, _headers(**{H_FRAME: str(2**63).encode()}), "bad-header"),
+    (b"cam", JPEG, _headers(**{H_FRAME: "\u0663".encode()}), "bad-header"),  # Arabic-Indic 3
+    (b"cam", JPEG, _headers(**{H_TIMESTAMP: b"1e400"}), "bad-header"),
+    (b"cam", JPEG, _headers(**{H_TIMESTAMP: b" 1.5"}), "bad-header"),
+    (b"c" * 300, JPEG, _headers(**{H_CAMERA: b"c" * 300}), "bad-header"),
 ])
 def test_malformed_messages_raise_a_typed_error(key, value, headers, reason):
     with pytest.raises(MessageError) as caught:
@@ -93,29 +101,51 @@ def test_damaged_jpeg_is_rejected_or_decoded_never_crashes():
             assert frame.image.dtype == np.uint8 and frame.image.size > 0
 
 
+def bomb_header(jpeg: bytes, height: int, width: int) -> bytes:
+    """The JPEG with its frame header claiming another size (a decompression bomb's
+    header on a small file)."""
+    data = bytearray(jpeg)
+    position = 2
+    while data[position + 1] not in (0xC0, 0xC1, 0xC2):
+        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+    data[position + 5:position + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_the_pixel_limit_is_read_from_the_jpeg_header_before_decoding():
+    assert jpeg_size(JPEG) == gradient().shape[:2]
+    bomb = bomb_header(JPEG, 7000, 7000)
+    assert jpeg_size(bomb) == (7000, 7000)
+    with pytest.raises(MessageError) as caught:
+        decode_message(b"cam", bomb, _headers(), max_pixels=4096 * 2160)
+    assert caught.value.reason == "oversize-image" and "7000x7000" in str(caught.value)
+    frame = decode_message(b"cam", JPEG, _headers(), max_pixels=gradient().size)
+    assert frame.encoded == JPEG  # kept for exact state snapshots
+
+
 def test_encoding_refuses_a_frame_over_the_limit():
     with pytest.raises(VadError, match="exceed"):
         encode_frame(Frame("cam", 0, 0.0, gradient()), max_bytes=100)
 
 
-def test_offset_tracker_commits_up_to_the_first_unsettled_record():
+def test_offset_tracker_commits_up_to_the_first_record_not_done():
     tp, other = TopicPartition("t", 0), TopicPartition("t", 1)
     tracker = OffsetTracker()
-    frames = [tracker.add(tp, offset, "a", index) for offset, index in enumerate(range(5))]
+    frames = [tracker.add(tp, offset) for offset in range(5)]
     letter = tracker.add(tp, 5)  # dead letter, not yet acknowledged
-    later = tracker.add(tp, 6, "b", 0)
-    for entry in frames + [later]:
-        tracker.mark(entry, processed=True)
-    settled = {"a": 2, "b": 10}
-    assert tracker.committable([tp, other], settled.get) == {tp: 3}
+    later = tracker.add(tp, 6)
+    for entry in frames[:3] + [later]:
+        tracker.done(entry)
+    assert tracker.committable([tp, other]) == {tp: 3} and not tracker.idle(tp)
     tracker.committed({tp: 3})
-    assert tracker.committable([tp], settled.get) == {}  # nothing new to commit
-    tracker.settle_camera("a")  # end of stream
-    assert tracker.committable([tp], settled.get) == {tp: 5}
-    tracker.mark(letter, settled=True)
-    assert tracker.committable([tp], settled.get) == {tp: 7}
+    assert tracker.committable([tp]) == {}  # nothing new to commit
+    for entry in frames[3:]:
+        tracker.done(entry)
+    assert tracker.committable([tp]) == {tp: 5}
+    tracker.done(letter)
+    assert tracker.committable([tp]) == {tp: 7} and tracker.idle(tp)
     tracker.forget([tp])
-    assert tracker.committable([tp], settled.get) == {}
+    assert tracker.committable([tp]) == {}
 
 
 class Clip:

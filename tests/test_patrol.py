@@ -331,21 +331,22 @@ def test_empty_and_corrupt_references_are_one_line_errors(tmp_path, capsys):
     query = tmp_path / "query"
     query.mkdir()
     cv2.imwrite(str(query / "000000.jpg"), np.zeros(SIZE, np.uint8))
+    store = ["--store", f"sqlite:///{tmp_path / 'alerts.db'}"]
     assert "not a checkpoint (no config.json)" in one_line_error(
-        capsys, ["patrol", "run", str(query), "--reference", str(empty)])
+        capsys, ["patrol", "run", str(query), "--reference", str(empty), *store])
     index = tmp_path / "index"
     scorer = get_scorer("patrol")
     scorer.build_index(FrameSource([np.zeros(SIZE, np.uint8)]), progress=False)
     scorer.save(index)
     (index / "model.safetensors").write_bytes(b"\0" * 100)
     assert "unreadable tensors" in one_line_error(
-        capsys, ["patrol", "run", str(query), "--reference", str(index)])
+        capsys, ["patrol", "run", str(query), "--reference", str(index), *store])
     from safetensors.numpy import save_file
 
     save_file({**scorer.tensors(), "frames": np.zeros((0, *SIZE), np.uint8)},
               str(index / "model.safetensors"))
     assert "holds no reference frames" in one_line_error(
-        capsys, ["patrol", "run", str(query), "--reference", str(index)])
+        capsys, ["patrol", "run", str(query), "--reference", str(index), *store])
     assert "no such patrol folder" in one_line_error(
         capsys, ["patrol", "eval", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e")])
     assert "no sequences" in one_line_error(

@@ -18,9 +18,9 @@ def detect_events(scores, config, camera_id="", timestamps=None):
     """All events of a score series: the online detector run to its end."""
     timestamps = np.arange(len(scores), dtype=float) if timestamps is None else timestamps
     detector = EventDetector(config, camera_id)
-    events = [detector.update(i, float(t), float(s))
-              for i, (t, s) in enumerate(zip(timestamps, scores))]
-    return [e for e in events + [detector.finish()] if e is not None]
+    changes = [c for i, (t, s) in enumerate(zip(timestamps, scores))
+               for c in detector.update(i, float(t), float(s))] + detector.close("stream-end")
+    return [c.event for c in changes if c.kind == "closed"]
 
 
 def test_minmax_and_constant_video():
@@ -89,12 +89,43 @@ def test_dips_within_merge_gap_merge_longer_gaps_split():
     assert [(e.start_frame, e.end_frame) for e in split] == [(0, 2), (6, 8)]
 
 
-def test_open_event_closes_at_end_of_stream():
+def test_an_alert_opens_at_min_duration_and_closes_at_end_of_stream():
     detector = EventDetector(CFG, "cam")
-    for i in range(5):
-        assert detector.update(i, i, 4.0) is None
-    assert detector.open_start == 0
-    assert detector.finish().end_frame == 4 and detector.open_start is None
+    changes = [detector.update(i, i, 4.0) for i in range(5)]
+    assert changes[:CFG.min_duration - 1] == [[]] * (CFG.min_duration - 1)
+    (opened,) = changes[CFG.min_duration - 1]
+    assert opened.kind == "opened" and (opened.event.start_frame, opened.event.end_frame) == (
+        0, CFG.min_duration - 1)
+    assert detector.current().end_frame == 4 and detector.open_start == 0
+    (closed,) = detector.close("stream-end")
+    assert (closed.kind, closed.reason, closed.event.end_frame) == ("closed", "stream-end", 4)
+    assert detector.open_start is None and detector.current() is None
+
+
+def test_max_duration_closes_an_event_and_a_new_one_continues_it():
+    config = CFG.model_copy(update={"max_duration_s": 4.0})
+    detector = EventDetector(config, "cam")
+    changes = [(i, c) for i in range(12) for c in detector.update(i, float(i), 4.0)]
+    summary = [(i, c.kind, c.reason, c.event.start_frame) for i, c in changes]
+    # closed at 4 s of stream time; the next frame continues it, reported at once
+    assert summary == [(CFG.min_duration - 1, "opened", "", 0), (4, "closed", "max-duration", 0),
+                       (5, "opened", "", 5), (9, "closed", "max-duration", 5),
+                       (10, "opened", "", 10)]
+    # a continuation needs only the release threshold; a normal score ends the chain
+    detector.close("stream-end")
+    assert detector.update(20, 20.0, 0.0) == [] and detector.open_start is None
+
+
+def test_detector_state_round_trip_continues_identically():
+    scores = np.array([0, 4, 5, 5, 2.5, 5, 1, 1, 5, 5, 5, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], float)
+    whole = EventDetector(CFG, "cam")
+    expected = [c for i, s in enumerate(scores) for c in whole.update(i, float(i), s)]
+    first = EventDetector(CFG, "cam")
+    got = [c for i, s in enumerate(scores[:7]) for c in first.update(i, float(i), s)]
+    second = EventDetector(CFG, "cam")
+    second.restore(first.state())
+    got += [c for i, s in enumerate(scores[7:], 7) for c in second.update(i, float(i), s)]
+    assert got == expected and any(c.kind == "closed" for c in got)
 
 
 def test_config_yaml_overrides_and_errors(tmp_path):

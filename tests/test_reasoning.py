@@ -3,22 +3,19 @@ local servers, describers, explained events and the `vad reason` commands."""
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from reasoning.deduction import Judgement, LLMDeducer, parse_answer, rule_atoms, split_clauses
+from reasoning.deduction import Judgement, LLMDeducer, parse_answer, split_clauses
 from reasoning.llm import OpenAICompatibleLLM, build_llm
 from reasoning.rules import Rules, aggregate_rules, format_rules, load_rules, parse_rules
-from reasoning.smoothing import ema, majority_vote, smooth_decisions, smooth_scores
+from reasoning.smoothing import (PipelineConfig, SmoothingConfig, ema, ewm_span, majority_vote,
+                                 perception_decisions)
 from vad.config import load_config
 from vad.config.reasoning import (DescribedMotion, DetectorDescriberConfig, FilesDescriberConfig,
-                                  LLMConfig, LLMDeductionConfig, SmoothingConfig,
-                                  VLMDescriberConfig)
+                                  LLMConfig, LLMDeductionConfig, VLMDescriberConfig)
 from vad.errors import VadError
 from vad.types import Event, Frame
 
@@ -105,30 +102,42 @@ def test_majority_vote_centred_inside_causal_at_edges():
     assert votes.tolist() == [0, 1, 1, 1, 0, 0, 0]
 
 
-def test_smoothing_by_hand():
-    decisions, scores = smooth_decisions(np.array([0, 0, 1, 1, 1, 0, 0, 0.0]))
-    # EMA(0.33) = [0, 0, .4988, .7222, .8384, .5191, .3191, .1962], mean .3117:
-    # above it at frames 2..5 -> decisions; then an EMA of them with alpha = that mean.
-    assert decisions.tolist() == [0, 0, 1, 1, 1, 1, 0, 0]
-    assert scores[:2].tolist() == [0, 0] and scores[2] == pytest.approx(0.4988, abs=1e-3)
-    assert np.argmax(scores) == 5 and scores[6] < scores[5]
-    assert smooth_scores(np.array([0.2, 0.4]), SmoothingConfig(mode="none")).tolist() == [0.2, 0.4]
-    assert smooth_decisions(np.zeros(0))[1].size == 0
+def test_smoothing_defaults_are_the_papers_with_a_fixed_threshold():
+    assert SmoothingConfig() == SmoothingConfig(alpha=0.33, window=1, threshold=0.5, span=10)
+    assert PipelineConfig() == PipelineConfig(perception=True, robust=False, score="ewm")
 
 
-# ---------------------------------------------------------------- deduction
+def test_ewm_span_is_pandas_ewm():
+    import pandas as pd
 
-def test_rule_atoms_keep_examples_and_drop_single_word_alternatives():
-    assert rule_atoms("Using any non-walking movement such as riding a bicycle or scooter, "
-                      "skateboarding")[1:] == ["Using any non-walking movement",
-                                               "riding a bicycle", "scooter", "skateboarding"]
-    assert rule_atoms("Yellow objects (when not commonly seen)") == [
-        "Yellow objects (when not commonly seen)", "Yellow objects"]
-    assert rule_atoms("Damaged manhole cover or trees") == ["Damaged manhole cover or trees",
-                                                            "Damaged manhole cover"]
+    values = np.array([0, 1, 1, 0, 0, 1, 0, 0, 0, 1.0])
+    expected = pd.Series(values).ewm(span=10, adjust=True).mean().to_numpy()
+    assert np.allclose(ewm_span(values, 10), expected)
+
+
+def test_perception_smoothing_by_hand():
+    judgements = np.array([0, 0, 1, 1, 1, 0, 0, 0.0])
+    # EMA(0.33) = [0, 0, .4988, .7222, .8384, .5191, .3191, .1962]: above 0.5 at 3..5
+    assert perception_decisions(judgements).tolist() == [0, 0, 0, 1, 1, 1, 0, 0]
+    # the reference code's per-video mean (.3117) also lets frame 2 through
+    assert perception_decisions(judgements, SmoothingConfig(threshold=None)).tolist() == [
+        0, 0, 1, 1, 1, 1, 0, 0]
+    assert perception_decisions(np.zeros(0)).size == 0
+
+
+def test_fixed_threshold_keeps_videos_anomalous_or_normal_throughout():
+    """The per-video mean cuts a video that is anomalous everywhere in two; 0.5 does not."""
+    everywhere = np.array([1, 1, 0, 1, 1, 1, 0, 1, 1, 1] * 3, dtype=float)
+    assert perception_decisions(everywhere).mean() > 0.9
+    assert perception_decisions(everywhere, SmoothingConfig(threshold=None)).mean() < 0.8
+    never = np.array([0, 0, 0, 1, 0, 0, 0, 0, 0, 0] * 3, dtype=float)
+    assert perception_decisions(never).sum() == 0
+    assert perception_decisions(never, SmoothingConfig(threshold=None)).sum() > 0
+
+
+def test_split_clauses_drops_head_counts():
     assert split_clauses("There are 12 people in the image. One person walks, another runs. "
-                         "Trees.") == [
-        "One person walks", "another runs", "Trees"]
+                         "Trees.") == ["One person walks", "another runs", "Trees"]
 
 
 @pytest.mark.parametrize("answer, verdict, rule, reason", [
@@ -173,43 +182,6 @@ def test_embed_deducer_prefers_the_matching_anomaly_rule():
 
 # ---------------------------------------------------------------- LLM backends
 
-class _ScriptedChat(BaseHTTPRequestHandler):
-    """An OpenAI-compatible chat endpoint answering from a script of (status, content,
-    delay) steps; it records the requests it received."""
-
-    script: list[tuple[int, str, float]] = []
-    requests: list[dict] = []
-
-    def do_POST(self):  # noqa: N802 (http.server API)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append(body)
-        status, content, delay = type(self).script.pop(0) if type(self).script else (500, "", 0)
-        threading.Event().wait(delay)
-        payload = (json.dumps({"choices": [{"message": {"content": content}}]})
-                   if status == 200 else json.dumps({"error": "scripted"}))
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(payload.encode())
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client timed out first, as scripted
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def chat_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedChat)
-    _ScriptedChat.script, _ScriptedChat.requests = [], []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", _ScriptedChat
-    server.shutdown()
-    server.server_close()
-
-
 def _client(url: str, retries: int = 2, timeout: float = 5.0) -> OpenAICompatibleLLM:
     return OpenAICompatibleLLM(url + "#tiny", LLMConfig(spec=f"openai:{url}#tiny",
                                                        timeout_s=timeout, retries=retries,
@@ -252,6 +224,45 @@ def test_llm_deduction_retries_malformed_answers_and_marks_them(chat_server):
     assert "Rules for Anomaly Human Activities" in handler.requests[0]["messages"][0]["content"]
 
 
+def test_first_token_logprobs_need_every_option():
+    from reasoning.llm import first_token_logprobs
+
+    found = first_token_logprobs({"Anom": -0.2, " Normal": -2.0, "A": -0.1, "normal": -3.0},
+                                 ("Anomaly", "Normal"))
+    assert found == {"Anomaly": -0.2, "Normal": -2.0}  # "A" is too short to tell
+    assert first_token_logprobs({"Anomaly": -0.1}, ("Anomaly", "Normal")) is None
+
+
+def test_verdict_is_continuous_with_server_logprobs_else_binary(chat_server):
+    from reasoning.deduction import verdict_probability
+
+    url, handler = chat_server
+    handler.script = [(200, "Anomaly", 0, {"Anomaly": -0.5, "Normal": -1.5}),
+                      (200, "Normal", 0),  # no logprobs sent: the answer is generated
+                      (200, "Verdict: Normal", 0)]
+    p, valid = verdict_probability(_client(url), "is this odd?")
+    assert valid and p == pytest.approx(1 / (1 + np.exp(-1.0)))
+    assert handler.requests[0]["logprobs"] is True and handler.requests[0]["max_tokens"] == 1
+    assert verdict_probability(_client(url), "and this?") == (0.0, True)
+    assert len(handler.requests) == 3
+
+
+def test_transformers_logprobs_with_the_prefix_cache_equal_a_full_pass(tmp_path):
+    directory = _tiny_causal_lm(tmp_path / "tiny-lm")
+    cached = build_llm(f"transformers:{directory}")
+    cached.min_shared_prefix = 2
+    fresh = build_llm(f"transformers:{directory}")
+    prompts = ["a person runs . verdict : anomaly", "a person runs . rule : normal",
+               "a person runs . reason : anomaly normal"]
+    for prompt in prompts:  # the 2nd and 3rd reuse the cached "a person runs ." prefix
+        with_cache = cached.option_logprobs(prompt, ("Anomaly", "Normal"), "verdict :")
+        fresh._cache_ids = None  # a full forward pass every time
+        without = fresh.option_logprobs(prompt, ("Anomaly", "Normal"), "verdict :")
+        assert with_cache.keys() == {"Anomaly", "Normal"}
+        assert with_cache == pytest.approx(without, abs=1e-4)
+    assert cached._cache_ids is not None and len(cached._cache_ids) >= 2
+
+
 def test_llm_specs_are_checked():
     with pytest.raises(VadError, match="spec: String should match pattern"):
         build_llm("transformers")
@@ -288,8 +299,8 @@ def test_transformers_backend_generates_from_a_local_directory(tmp_path):
     deducer = LLMDeducer(rules(), llm, LLMDeductionConfig(retries=0, max_new_tokens=5))
     judgement = deducer.judge_one("a person runs")
     # Random weights: either a parsed verdict or an answer marked unparseable, never a crash.
-    if judgement.valid:
-        assert judgement.score in (0.0, 1.0) and judgement.verdict == (judgement.score == 1.0)
+    if judgement.valid:  # the score: P(anomaly) of the verdict token after "Verdict:"
+        assert 0.0 < judgement.score < 1.0
     else:
         assert judgement.score == 0.5 and judgement.reason.startswith("unparseable answer")
 
@@ -363,6 +374,9 @@ def test_vlm_describer_with_a_tiny_random_model(tmp_path):
 
     from reasoning.describers import build_describer
 
+    import torch
+
+    torch.manual_seed(0)  # the random weights decide which words come out
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "how", "many", "people", "are",
              "in", "the", "image", "a", "person", "walking", "bicycle", "?"]
     processor = BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}),
@@ -402,6 +416,9 @@ def test_reasoner_explains_an_event_from_its_frames(tmp_path):
         f"reasoning.describer={{kind: files, directory: '{tmp_path / 'desc'}'}}"]).reasoning)
     event = Event("cam", 3, 5, 0.3, 0.5, peak_frame=4, peak_score=5.0, mean_score=4.0)
     frames = [_frame(i, np.zeros((4, 4), np.uint8)) for i in range(2, 6)]
+    from reasoning.matching import FastDeducer
+
+    assert isinstance(reasoner.deducer, FastDeducer)  # the default deducer
     explanation = reasoner.explain(event, frames)
     assert explanation.verdict and "riding a bicycle" in explanation.rule
     assert "riding a bicycle" in explanation.reason
@@ -462,6 +479,40 @@ def test_reason_eval_with_llm_deduction_over_an_endpoint(tmp_path, chat_server, 
     assert len(handler.requests) == len(truth) + 1
 
 
+def test_reason_eval_full_pipeline_with_robust_reasoning(tmp_path, chat_server, capsys):
+    """Keyword base, perception smoothing, the LLM double-checks what is decided normal."""
+    from vad.cli import main
+
+    url, handler = chat_server
+    desc, labels, rules_path = _benchmark(tmp_path)
+    # asked once per distinct description of a normal-decided frame: the walking one, and
+    # the first riding frame (smoothing overrules it) with its evidence edited out
+    handler.script = [(200, "Normal", 0, {"Normal": -0.1, "Anomaly": -2.5})] * 2
+    assert main(["reason", "eval", str(desc), "--labels", str(labels), "--rules",
+                 str(rules_path), "--deduction", "keyword", "--robust", "--llm",
+                 f"openai:{url}"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "robust=True" in out[-3] and "llm_calls=2" in out[-3]
+    assert float(out[-1].split("=")[1]) > 0.9
+    asked = [r["messages"][0]["content"] for r in handler.requests]
+    assert len(asked) == 2 and all("My initial result is Normal" in a for a in asked)
+    assert not any("riding" in a.split("Scene description:")[1] for a in asked)
+
+
+def test_reason_eval_stage_flags(tmp_path, capsys):
+    from vad.cli import main
+
+    desc, labels, rules_path = _benchmark(tmp_path)
+    base = ["reason", "eval", str(desc), "--labels", str(labels), "--rules", str(rules_path)]
+    assert main(base + ["--no-perception", "--score", "none", "--threshold",
+                        "video-mean"]) == 0
+    assert "perception=False robust=False score=none" in capsys.readouterr().out
+    assert main(base + ["--robust"]) == 2
+    assert "--robust needs --llm" in capsys.readouterr().err
+    assert main(base + ["--threshold", "high"]) == 2
+    assert "--threshold 'high'" in capsys.readouterr().err
+
+
 def test_reason_eval_rejects_mismatched_descriptions(tmp_path, capsys):
     from vad.cli import main
 
@@ -497,16 +548,16 @@ def test_reason_induce_aggregates_batches_from_an_endpoint(tmp_path, chat_server
 # ---------------------------------------------------------------- real data / real model
 
 @pytest.mark.slow
-def test_official_ped2_descriptions_and_rules(ped2_dir):
-    from reasoning.deduction import EmbedDeducer
-    from reasoning.descriptions import read_descriptions
-    from reasoning.evaluation import evaluate
-    from vad.data.benchmarks import read_frame_labels
+def test_official_ped2_descriptions_and_rules(ped2_dir, capsys):
+    """The issue's check: the default deducer on AnomalyRuler's Ped2 descriptions."""
+    from vad.cli import main
 
-    result = evaluate(read_descriptions(ped2_dir / "anomalyruler"),
-                      read_frame_labels(ped2_dir / "test_labels.csv"),
-                      EmbedDeducer(load_rules(ped2_dir / "anomalyruler" / "rule_ped2.txt")))
-    assert result.micro_auc > 0.89  # measured 0.9083 (docs/reasoning.md)
+    official = ped2_dir / "anomalyruler"
+    assert main(["reason", "eval", str(official), "--labels", str(ped2_dir / "test_labels.csv"),
+                 "--rules", str(official / "rule_ped2.txt")]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("micro_auc=") and "deduction=fast" in out[-3]
+    assert float(out[-1].split("=")[1]) > 0.96  # measured 0.9625 (docs/reasoning.md)
 
 
 @pytest.mark.slow

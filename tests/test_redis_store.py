@@ -1,6 +1,8 @@
 """The Redis alert store against a real redis-server: the AlertStore contract (shared with
 SQLite), idempotent puts, the alert stream, and the on-disk spool across an outage."""
 
+import os
+import signal
 import time
 
 import pytest
@@ -11,7 +13,7 @@ from vad.config.sections import RedisStoreConfig, StoreConfig
 from vad.errors import VadError
 from vad.stores import AlertQuery, open_store
 from vad.stores.redis import StoreUnavailableError
-from vad.types import Alert
+from vad.types import Alert, CameraStatus, Gap
 
 
 def redis_store(url: str, **options):
@@ -75,6 +77,29 @@ def test_scores_overwrite_per_frame_and_cameras(store):
     assert len(store.scores("other").indices) == 0
     store.put(make_alert("cam2"))
     assert store.cameras() == ["cam1", "cam2"]
+
+
+def test_camera_statuses_round_trip_and_list_the_camera(store):
+    gap = Gap(last_frame=41, next_frame=60, start_time=100.0, end_time=101.9)
+    store.set_camera_status(CameraStatus("gate", "reconnecting", since=90.0, updated_at=90.0,
+                                         source="rtsp://u:***@cam/1", down_since=90.0))
+    online = CameraStatus("gate", "online", since=101.9, updated_at=101.9,
+                          source="rtsp://u:***@cam/1", last_error="cannot open (Connection "
+                          "refused)", last_frame=60, reconnects=1, gap_count=1,
+                          total_gap_s=1.9, gaps=(gap,))
+    store.set_camera_status(online)  # replaces the camera's previous status
+    store.set_camera_status(CameraStatus("yard", "offline", since=5.0, updated_at=9.0))
+    assert store.camera_statuses() == {"gate": online,
+                                       "yard": CameraStatus("yard", "offline", 5.0, 9.0)}
+    assert store.cameras() == ["gate", "yard"]  # known by their status alone
+
+
+def test_alerts_filter_by_kind(store):
+    store.put(make_alert("gate", 10))
+    store.put(make_alert("gate", 20, kind="camera-offline", id="gate:offline:20"))
+    assert [a.id for a in store.query(AlertQuery(kind="camera-offline"))] == ["gate:offline:20"]
+    assert [a.id for a in store.query(AlertQuery(kind="anomaly"))] == ["gate:10"]
+    assert store.get("gate:offline:20").kind == "camera-offline"
 
 
 def test_unknown_status_and_alert_are_clear_errors(store):
@@ -146,6 +171,85 @@ def test_boxes_and_labels_round_trip(store):
     stored = store.get("cam1:10")
     assert stored.boxes == boxes and (stored.label, stored.label_confidence) == ("Vehicle", 0.75)
     assert (stored.reference_frame, stored.reference_jpeg) == (42, b"\xff\xd8reference\xff\xd9")
+
+
+def test_lifecycle_and_explanation_have_their_own_writers(store):
+    from vad.types import Explanation
+
+    ongoing = make_alert(lifecycle="ongoing")
+    store.put(ongoing)
+    assert store.get(ongoing.id).ongoing
+    explained = make_alert(lifecycle="ongoing")
+    explained.explain(Explanation(True, "no carts", "a cart", "1 cart", "fast"))
+    store.explain(explained)
+    store.put(make_alert(end_frame=40, lifecycle="closed", close_reason="max-duration"))
+    stored = store.get(ongoing.id)
+    assert (stored.lifecycle, stored.close_reason, stored.end_frame) == (
+        "closed", "max-duration", 40)
+    assert (stored.rule, stored.explanation, stored.objects, stored.motion_description) == (
+        "no carts", "a cart", "1 cart", "fast")
+    store.explain(make_alert(start=99))  # an unknown alert gains nothing
+    assert store.get("cam1:99") is None
+
+
+def test_checkpoints_are_saved_loaded_deleted_by_scope(store):
+    store.save_states("g/t/0", {"cam1": b"\x00state-1", "cam2": b"state-2"})
+    store.save_states("g/t/1", {"cam1": b"other partition"})
+    store.save_states("g/t/0", {"cam1": b"newer", "cam2": None})
+    assert store.load_state("g/t/0", "cam1") == b"newer"
+    assert store.load_state("g/t/0", "cam2") is None
+    assert store.state_keys("g/t/0") == {"cam1"} and store.state_keys("g/t/9") == set()
+    store.clear_states("g/t/0")
+    assert store.load_state("g/t/0", "cam1") is None
+    assert store.load_state("g/t/1", "cam1") == b"other partition"
+
+
+def test_checkpoints_wait_for_spooled_writes_and_a_hung_redis_spools(redis_server, tmp_path):
+    """A checkpoint must never be in Redis before the alerts it follows; a stopped (hung)
+    Redis makes writes spool after the socket timeout instead of stalling them."""
+    store = redis_store(redis_server.url, spool=str(tmp_path / "s.sqlite"), retry_seconds=0.2,
+                        socket_timeout_s=0.3)
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    try:
+        store.put(make_alert(start=5))
+        assert store.spooled() == 1
+        with pytest.raises(StoreUnavailableError):
+            store.save_states("g/t/0", {"cam1": b"state"})
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while True:  # once the spool drained, checkpoints go through
+        try:
+            store.save_states("g/t/0", {"cam1": b"state"})
+            break
+        except StoreUnavailableError:
+            assert time.monotonic() < deadline, "the spool never drained"
+            time.sleep(0.1)
+    assert store.spooled() == 0 and store.get("cam1:5") is not None
+    store.close()
+
+
+def test_the_spool_is_made_only_when_needed_and_fails_in_one_line(redis_server, tmp_path):
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the spool folder should be")
+    spool = blocked / "spool.sqlite"
+    with redis_store(redis_server.url, spool=str(spool)) as store:  # Redis up: never needed
+        store.put(make_alert())
+        redis_server.stop()
+        with pytest.raises(StoreUnavailableError) as info:
+            store.put(make_alert(start=30))
+    assert str(info.value).startswith(f"spool {spool}: cannot be opened")
+    assert "\n" not in str(info.value)
+
+
+def test_a_spool_file_belongs_to_one_store(redis_server, tmp_path):
+    spool = str(tmp_path / "shared.sqlite")
+    with redis_store(redis_server.url, spool=spool, retry_seconds=60) as store:
+        redis_server.stop()
+        store.put(make_alert())  # spooled for prefix vad
+    with pytest.raises(StoreUnavailableError, match="holds writes for .* prefix vad"):
+        with redis_store(redis_server.url, spool=spool, prefix="other") as other:
+            other.put(make_alert())
 
 
 def test_an_alert_hash_of_the_previous_release_reads_with_defaults(redis_server, tmp_path):

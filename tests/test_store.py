@@ -23,6 +23,9 @@ def test_reprocessing_never_duplicates_and_keeps_operator_state(store):
     store.set_status("cam:10", "acknowledged", "checked on site")
     updated = make_alert(score=7.0, explanation="a cyclist", keyframe_jpeg=b"\xff\xd8jpeg")
     assert store.put(updated) is False
+    assert store.get("cam:10").explanation == ""  # the reasoner's field: `explain` writes it
+    store.explain(updated)
+    store.put(make_alert(score=7.0, keyframe_jpeg=b"\xff\xd8jpeg"))  # a later update keeps it
     (alert,) = store.query()
     assert alert.peak_score == 7.0 and alert.explanation == "a cyclist"
     assert alert.status == "acknowledged" and alert.note == "checked on site"
@@ -84,6 +87,7 @@ def test_a_vad_db_of_release_0_1_0_is_migrated_and_read(tmp_path):
         assert (old.status, old.note, old.rule) == ("acknowledged", "checked on site", "no bicycles")
         assert old.keyframe_jpeg.startswith(b"\xff\xd8") and old.boxes == () and old.label == ""
         assert (old.reference_frame, old.reference_jpeg) == (-1, None)
+        assert (old.lifecycle, old.close_reason) == ("closed", "")  # before the lifecycle
         assert store.scores("cam1").scores.tolist() == [0.5, 3.5, 4.0]
         assert sorted(a.id for a in store.query()) == ["cam1:30", "cam2:5"]
         old.boxes, old.label, old.label_confidence = (Box(0.1, 0.2, 0.5, 0.9, 3.0, "cart"),), \
@@ -106,3 +110,17 @@ def test_a_database_from_a_newer_release_is_refused(tmp_path):
     sqlite3.connect(db).execute("PRAGMA user_version = 99")
     with pytest.raises(VadError, match="written by a newer vad"):
         open_store(f"sqlite:///{db}")
+
+
+def test_stores_opened_at_once_migrate_the_new_file_once(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vad.stores.sqlite import SQLiteAlertStore
+
+    path = tmp_path / "shared.db"
+    with ThreadPoolExecutor(4) as pool:  # e.g. `vad run` and the dashboard starting together
+        stores = list(pool.map(lambda _: SQLiteAlertStore(path), range(4)))
+    stores[0].put(make_alert())
+    assert all(store.get("cam:10") is not None for store in stores)
+    for store in stores:
+        store.close()

@@ -13,12 +13,14 @@ from vad.errors import VadError
 
 COMMAND_MODULES = [
     "vad.commands.fit",
+    "vad.commands.features",
     "vad.commands.run",
     "vad.commands.eval",
     "vad.commands.dashboard",
     "vad.commands.publish",
     "vad.commands.serve",
     "vad.commands.reason",
+    "vad.commands.vane",
     "vad.commands.config",
     "vad.commands.data",
     "vad.commands.patrol",

@@ -46,6 +46,15 @@ class OnlineFusion:
         total = sum(self.weights[key] for key in z)
         return self.smoother(sum(self.weights[key] * value for key, value in z.items()) / total)
 
+    def state(self) -> dict:
+        return {"normalizers": {key: n.state() for key, n in self.normalizers.items()},
+                "smoother": self.smoother.state()}
+
+    def restore(self, state: dict) -> None:
+        for key, normalizer in self.normalizers.items():
+            normalizer.restore(state["normalizers"][key])
+        self.smoother.restore(state["smoother"])
+
     def restart_smoothing(self) -> None:
         """A new video of the same camera: keep the normalisers, forget the recent scores."""
         self.smoother = CausalSmoother(self.sigma)

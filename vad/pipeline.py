@@ -3,7 +3,20 @@
 Per camera it runs the camera's settings (`VadConfig.camera`: its own section, else the
 global one): one scoring session per scorer, the online fusion, event detection, and alerts
 with evidence (keyframe, heatmap, boxes, label). An optional reasoner, built by the caller,
-explains each alert on its own bounded worker so scoring never waits for it.
+explains alerts on its own bounded worker so scoring never waits for it.
+
+Alert lifecycle: an alert is stored `ongoing` as soon as its event lasted `min_duration`
+frames, re-stored while it lasts (end, peak, evidence at the peak so far; at most every
+`events.update_interval_s` of stream time), explained once `reasoning.explain_after` frames
+are in (again at the close if the peak moved), and stored `closed` at the event's end, after
+`events.max_duration_s`, after an `events.idle_s` gap in the camera's frames, or at the end
+of its stream. Every step is one `AlertChange` passed through `Pipeline._emit`, the one place
+that writes alerts to the store and then calls the listeners (`Pipeline(listeners=...)`):
+the hook for alert outputs.
+
+A camera's whole state (scoring sessions, normalisers, smoother, open event, evidence, open
+alert) is `Pipeline.state(camera)`, a tree for `vad.snapshots.pack`, and comes back with
+`Pipeline.restore`: processing then goes on exactly as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -13,8 +26,8 @@ import queue
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Protocol
 
 from models.base import Scorer, load_scorer
 from models.scoring import ScoringSession
@@ -24,7 +37,8 @@ from vad.events import EventDetector
 from vad.evidence import encode_heatmap, encode_jpeg
 from vad.fusion import OnlineFusion, ScorerSlot
 from vad.stores.base import AlertStore
-from vad.types import Alert, Box, Event, Explanation, Frame, FrameResult, Label
+from vad.types import (Alert, Box, Event, Explanation, Frame, FrameResult, Label,
+                       ReferenceMatch)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +92,30 @@ class _Samples:
                 self.frames, self.stride = self.frames[::2], self.stride * 2
         self._seen += 1
 
+    def state(self) -> dict:
+        return {"size": self.size, "stride": self.stride, "frames": self.frames,
+                "seen": self._seen}
+
+    @classmethod
+    def from_state(cls, state: dict) -> _Samples:
+        samples = cls(state["size"])
+        samples.stride, samples.frames, samples._seen = (state["stride"], list(state["frames"]),
+                                                         state["seen"])
+        return samples
+
+
+@dataclass(frozen=True)
+class AlertChange:
+    """One step of an alert's lifecycle, as stored: `opened` (its event lasted min_duration
+    frames; ongoing), `updated` (it goes on), `explained` (the reasoner's explanation came),
+    `closed` (`alert.close_reason` says why)."""
+
+    kind: str
+    alert: Alert
+
+
+AlertListener = Callable[[AlertChange], None]
+
 
 @dataclass
 class _Camera:
@@ -86,13 +124,14 @@ class _Camera:
     sessions: dict[str, ScoringSession]
     fusion: OnlineFusion
     detector: EventDetector
-    history: int
     arrived: deque[Frame] = field(default_factory=deque)
     history_only: dict[str, int] = field(default_factory=dict)  # slot -> frames still to skip
     raw: dict[int, dict[str, float]] = field(default_factory=dict)
     found: dict[int, list[FrameResult]] = field(default_factory=dict)  # heatmaps, boxes, labels
     last_fused: int = -1
+    last_timestamp: float | None = None  # of the last frame that arrived
     score_rows: list[tuple[int, float, float]] = field(default_factory=list)
+    # Evidence of the open event (candidate or alert):
     peak_frame: Frame | None = None
     # The frame fused just before the peak: with it the reasoner measures speed at the peak.
     before_peak: Frame | None = None
@@ -100,6 +139,14 @@ class _Camera:
     peak_found: FrameResult | None = None
     label: Label | None = None
     samples: _Samples | None = None
+    # The open alert as last stored, when (stream time) and at which peak it was explained.
+    alert: Alert | None = None
+    written_at: float = 0.0
+    explained_peak: int | None = None
+
+    def clear_evidence(self) -> None:
+        self.samples, self.peak_frame, self.peak_found = None, None, None
+        self.before_peak, self.label = None, None
 
 
 FrameObserver = Callable[[Frame, FrameResult, float], None]
@@ -109,68 +156,124 @@ of per-frame predictions, e.g. `vad patrol run --out`)."""
 
 class Pipeline:
     def __init__(self, config: VadConfig, store: AlertStore, scorers: ScorerCache,
-                 reasoner: Reasoner | None = None, observer: FrameObserver | None = None):
+                 reasoner: Reasoner | None = None, listeners: Iterable[AlertListener] = (),
+                 observer: FrameObserver | None = None):
         self.config, self.store, self.scorers = config, store, scorers
-        self.observer = observer
+        self.listeners, self.observer = list(listeners), observer
         self._cameras: dict[str, _Camera] = {}
         # Load what the config names now: a bad checkpoint is an error before any frame.
         for settings in config.all_settings():
             scorers.slots(settings)
-        self._explainer = _ExplainWorker(reasoner, store)
+        self._emit_lock = threading.Lock()  # the explainer thread emits too
+        self._explainer = _ExplainWorker(reasoner, self._explained)
 
     @classmethod
     def from_config(cls, config: VadConfig, store: AlertStore,
                     reasoner: Reasoner | None = None,
+                    listeners: Iterable[AlertListener] = (),
                     observer: FrameObserver | None = None) -> Pipeline:
         """Scorers from their checkpoints, on the configured device."""
-        return cls(config, store, ScorerCache(config.device), reasoner, observer)
+        return cls(config, store, ScorerCache(config.device), reasoner, listeners, observer)
 
     @property
     def explanation_failures(self) -> int:
         return self._explainer.failures
 
-    def process(self, frame: Frame) -> list[Alert]:
-        """Feed one frame; returns the alerts stored because of it."""
-        camera = self._camera(frame.camera_id)
+    def cameras(self) -> list[str]:
+        return list(self._cameras)
+
+    def process(self, frame: Frame) -> list[AlertChange]:
+        """Feed one frame; returns the alert changes it caused (already stored)."""
+        cid = frame.camera_id
+        camera = self._camera(cid)
+        changes = []
+        if camera.last_timestamp is not None and \
+                frame.timestamp - camera.last_timestamp >= camera.settings.events.idle_s:
+            changes += self._finish(camera, cid, "idle")
+        camera.last_timestamp = frame.timestamp
         camera.arrived.append(frame)
         for slot in camera.slots:
             self._collect(camera, slot, camera.sessions[slot.key].push(frame))
-        return self._fuse_ready(camera, frame.camera_id)
+        return changes + self._fuse_ready(camera, cid)
 
     def process_all(self, frames: Iterable[Frame]) -> list[Alert]:
-        alerts = [alert for frame in frames for alert in self.process(frame)]
-        return alerts + self.finish()
+        """A whole stream; returns its alerts as closed at the end."""
+        changes = [change for frame in frames for change in self.process(frame)]
+        changes += self.finish()
+        return [change.alert for change in changes if change.kind == "closed"]
 
-    def finish(self, camera_id: str | None = None) -> list[Alert]:
-        """End of stream: score the last frames and close open events."""
-        alerts = []
+    def finish(self, camera_id: str | None = None, reason: str = "stream-end",
+               ) -> list[AlertChange]:
+        """Score the frames still waiting and close open alerts (`reason`: stream-end, idle,
+        restart). The cameras' state stays: they can go on."""
+        changes = []
         for cid in [camera_id] if camera_id else list(self._cameras):
-            camera = self._cameras.get(cid)
-            if camera is None:
-                continue
-            for slot in camera.slots:
-                self._collect(camera, slot, camera.sessions[slot.key].flush())
-            alerts += self._fuse_ready(camera, cid, final=True)
-            event = camera.detector.finish()
-            if event is not None:
-                alerts.append(self._raise(camera, event))
-            self._flush_scores(camera, cid)
-        return alerts
+            if cid in self._cameras:
+                changes += self._finish(self._cameras[cid], cid, reason)
+        return changes
 
-    def reset_camera(self, camera_id: str) -> None:
-        """Forget a camera's state (its partition moved to another worker)."""
-        self._cameras.pop(camera_id, None)
+    def reset_camera(self, camera_id: str, close_reason: str | None = None,
+                     ) -> list[AlertChange]:
+        """Forget a camera's state (its partition moved, it was checkpointed and evicted, its
+        stream ended); with `close_reason`, its open alert is closed as it was last stored
+        (after an error its state cannot be trusted to finish it)."""
+        camera = self._cameras.pop(camera_id, None)
+        if camera is None or camera.alert is None or close_reason is None:
+            return []
+        return [self._emit("closed", replace(camera.alert, lifecycle="closed",
+                                             close_reason=close_reason))]
 
-    def settled_frame(self, camera_id: str) -> int:
-        """Highest frame index that is fully processed and stored, and that a restarted worker
-        resuming after it can rebuild the remaining state without (-1 if none)."""
+    def state(self, camera_id: str) -> dict[str, Any] | None:
+        """The camera's whole state (for `vad.snapshots.pack`); its pending scores are
+        stored first, so a snapshot never runs ahead of the store."""
         camera = self._cameras.get(camera_id)
         if camera is None:
-            return -1
-        open_start = camera.detector.open_start
-        done = camera.last_fused if open_start is None else open_start - 1
-        self._flush_scores(camera, camera_id)  # settled frames' scores must be stored too
-        return done - camera.history
+            return None
+        self._flush_scores(camera, camera_id)
+        explained = (camera.explained_peak if camera.alert is None
+                     or not self._explainer.pending(camera.alert.id) else None)
+        return {
+            "sessions": {key: session.state() for key, session in camera.sessions.items()},
+            "fusion": camera.fusion.state(),
+            "detector": camera.detector.state(),
+            "arrived": list(camera.arrived),
+            "history_only": camera.history_only,
+            "raw": [[index, scores] for index, scores in camera.raw.items()],
+            "found": [[index, [_result_state(f) for f in found]]
+                      for index, found in camera.found.items()],
+            "last_fused": camera.last_fused,
+            "last_timestamp": camera.last_timestamp,
+            "peak_frame": camera.peak_frame,
+            "before_peak": camera.before_peak,
+            "previous": camera.previous,
+            "peak_found": _result_state(camera.peak_found) if camera.peak_found else None,
+            "label": asdict(camera.label) if camera.label else None,
+            "samples": camera.samples.state() if camera.samples else None,
+            "alert": _alert_state(camera.alert) if camera.alert else None,
+            "written_at": camera.written_at,
+            "explained_peak": explained,  # an explanation still running is redone at the close
+        }
+
+    def restore(self, camera_id: str, state: dict[str, Any]) -> None:
+        """Put back a camera's `state()` (the camera's settings must be the same)."""
+        self._cameras.pop(camera_id, None)
+        camera = self._camera(camera_id)
+        for key, session in camera.sessions.items():
+            session.restore(state["sessions"][key])
+        camera.fusion.restore(state["fusion"])
+        camera.detector.restore(state["detector"])
+        camera.arrived = deque(state["arrived"])
+        camera.history_only = dict(state["history_only"])
+        camera.raw = {index: scores for index, scores in state["raw"]}
+        camera.found = {index: [_result(f) for f in found] for index, found in state["found"]}
+        camera.last_fused, camera.last_timestamp = state["last_fused"], state["last_timestamp"]
+        camera.peak_frame, camera.before_peak = state["peak_frame"], state["before_peak"]
+        camera.previous = state["previous"]
+        camera.peak_found = _result(state["peak_found"]) if state["peak_found"] else None
+        camera.label = Label(**state["label"]) if state["label"] else None
+        camera.samples = _Samples.from_state(state["samples"]) if state["samples"] else None
+        camera.alert = _alert(state["alert"]) if state["alert"] else None
+        camera.written_at, camera.explained_peak = state["written_at"], state["explained_peak"]
 
     def close(self) -> None:
         """Wait for pending explanations to be stored."""
@@ -180,18 +283,25 @@ class Pipeline:
         if camera_id not in self._cameras:
             settings = self.config.camera(camera_id)
             slots = self.scorers.slots(settings)
-            fusion = OnlineFusion(slots, settings.postprocess)
-            contexts = {s.key: s.scorer.input_spec.context for s in slots}
             self._cameras[camera_id] = _Camera(
                 settings=settings, slots=slots,
                 sessions={s.key: s.scorer.session(camera_id, settings.window.batch)
                           for s in slots},
-                fusion=fusion,
+                fusion=OnlineFusion(slots, settings.postprocess),
                 detector=EventDetector(settings.events, camera_id),
-                history=max(contexts.values()) + fusion.history,
-                history_only=contexts,
+                history_only={s.key: s.scorer.input_spec.context for s in slots},
             )
         return self._cameras[camera_id]
+
+    def _finish(self, camera: _Camera, camera_id: str, reason: str) -> list[AlertChange]:
+        for slot in camera.slots:
+            self._collect(camera, slot, camera.sessions[slot.key].flush())
+        changes = self._fuse_ready(camera, camera_id, final=True)
+        changes += [self._close(camera, change.event, change.reason)
+                    for change in camera.detector.close(reason)]
+        camera.clear_evidence()
+        self._flush_scores(camera, camera_id)
+        return changes
 
     def _collect(self, camera: _Camera, slot: ScorerSlot, result) -> None:
         if result is None:
@@ -206,8 +316,9 @@ class Pipeline:
         return all(slot.key in scored or camera.history_only[slot.key] > 0
                    for slot in camera.slots)
 
-    def _fuse_ready(self, camera: _Camera, camera_id: str, final: bool = False) -> list[Alert]:
-        alerts = []
+    def _fuse_ready(self, camera: _Camera, camera_id: str, final: bool = False,
+                    ) -> list[AlertChange]:
+        changes = []
         while camera.arrived and (final or self._ready(camera, camera.arrived[0].index)):
             frame = camera.arrived.popleft()
             raw = camera.raw.pop(frame.index, {})
@@ -222,62 +333,148 @@ class Pipeline:
                 self.observer(frame, found, score)
             camera.last_fused = frame.index
             camera.score_rows.append((frame.index, frame.timestamp, score))
-            alert = self._detect(camera, frame, found, score)
+            changes += self._detect(camera, frame, found, score)
             camera.previous = frame
-            if alert is not None:
-                alerts.append(alert)
             if len(camera.score_rows) >= SCORE_FLUSH_ROWS:
                 self._flush_scores(camera, camera_id)
-        return alerts
+        return changes
 
     def _detect(self, camera: _Camera, frame: Frame, found: FrameResult,
-                score: float) -> Alert | None:
-        was_open = camera.detector.open_start is not None
-        event = camera.detector.update(frame.index, frame.timestamp, score)
-        if event is not None:
-            return self._raise(camera, event)
-        if camera.detector.open_start is None:
-            return None
-        if not was_open:
+                score: float) -> list[AlertChange]:
+        detector = camera.detector
+        was_open = detector.open_start is not None
+        events = detector.update(frame.index, frame.timestamp, score)
+        # The event this frame belongs to: the open one, or one it closed at max duration.
+        owner = next((c.event for c in events if c.reason == "max-duration"), None)
+        if detector.open_start is not None and not was_open:
+            camera.clear_evidence()
             camera.samples = _Samples(self.config.reasoning.keyframes)
-            camera.peak_frame, camera.peak_found, camera.label = None, None, None
-        events = camera.settings.events
-        if score >= events.release_threshold:  # dips in a merge gap are not the event
+        if detector.open_start is not None or owner is not None:
+            self._observe(camera, frame, found, score,
+                          owner.peak_frame if owner else detector.open_peak)
+        changes = []
+        for change in events:
+            if change.kind == "opened":
+                changes.append(self._store(camera, "opened", change.event, frame.timestamp))
+            else:
+                changes.append(self._close(camera, change.event, change.reason))
+                if detector.open_start is None:
+                    camera.clear_evidence()
+        current = detector.current()
+        if not events and current is not None and self._due(camera, current, frame.timestamp):
+            changes.append(self._store(camera, "updated", current, frame.timestamp))
+        if current is not None and camera.explained_peak is None and \
+                detector.open_active_frames >= self.config.reasoning.explain_after:
+            self._explain(camera, current)
+        return changes
+
+    def _observe(self, camera: _Camera, frame: Frame, found: FrameResult, score: float,
+                 peak: int | None) -> None:
+        """Gather the open event's evidence from one of its frames."""
+        if score >= camera.settings.events.release_threshold:  # dips in a merge gap are not it
             camera.samples.add(frame)
             if found.label and (camera.label is None
                                 or found.label.confidence > camera.label.confidence):
                 camera.label = found.label
-        if camera.detector.open_peak == frame.index:
+        if peak == frame.index:
             camera.peak_frame, camera.peak_found = frame, found
             camera.before_peak = camera.previous
-        return None
 
-    def _raise(self, camera: _Camera, event: Event) -> Alert:
-        if camera.peak_frame is not None:
+    def _due(self, camera: _Camera, event: Event, now: float) -> bool:
+        """An ongoing alert is re-stored when it changed, at most every update_interval_s."""
+        alert = camera.alert
+        changed = (event.end_frame, event.peak_frame) != (alert.end_frame, alert.peak_frame)
+        return changed and now - camera.written_at >= camera.settings.events.update_interval_s
+
+    def _store(self, camera: _Camera, kind: str, event: Event, now: float) -> AlertChange:
+        alert = self._alert(camera, event, None)
+        camera.alert, camera.written_at = alert, now
+        self._flush_scores(camera, event.camera_id)  # the timeline up to it first
+        return self._emit(kind, alert)
+
+    def _close(self, camera: _Camera, event: Event, reason: str) -> AlertChange:
+        alert = self._alert(camera, event, reason)
+        self._flush_scores(camera, event.camera_id)
+        change = self._emit("closed", alert)
+        if camera.explained_peak != event.peak_frame:
+            self._explain(camera, event, alert)
+        camera.alert, camera.explained_peak = None, None
+        return change
+
+    def _alert(self, camera: _Camera, event: Event, close_reason: str | None) -> Alert:
+        """The alert of an event with the evidence at its peak (encoded once per peak)."""
+        if camera.peak_frame is not None and camera.peak_frame.index == event.peak_frame:
             event.keyframe = camera.peak_frame.image
             event.heatmap, event.boxes = camera.peak_found.heatmap, camera.peak_found.boxes
             event.reference = camera.peak_found.reference
         event.label = camera.label
-        reference = event.reference.image if event.reference is not None else None
-        alert = Alert.from_event(
-            event,
-            keyframe_jpeg=encode_jpeg(event.keyframe) if event.keyframe is not None else None,
-            heatmap_png=encode_heatmap(event.heatmap) if event.heatmap is not None else None,
-            reference_jpeg=encode_jpeg(reference) if reference is not None else None)
-        self._flush_scores(camera, event.camera_id)
-        self.store.put(alert)
-        if camera.samples:
-            self._explainer.submit(alert, event, _reasoning_frames(camera),
-                                   [slot.scorer for slot in camera.slots])
-        camera.samples, camera.peak_frame, camera.peak_found = None, None, None
-        camera.before_peak, camera.label = None, None
-        return alert
+        previous = camera.alert
+        if previous is not None and previous.peak_frame == event.peak_frame:
+            keyframe, heatmap = previous.keyframe_jpeg, previous.heatmap_png
+            reference = previous.reference_jpeg
+        else:
+            keyframe = encode_jpeg(event.keyframe) if event.keyframe is not None else None
+            heatmap = encode_heatmap(event.heatmap) if event.heatmap is not None else None
+            image = event.reference.image if event.reference is not None else None
+            reference = encode_jpeg(image) if image is not None else None
+        return Alert.from_event(event, keyframe_jpeg=keyframe, heatmap_png=heatmap,
+                                reference_jpeg=reference, close_reason=close_reason)
+
+    def _explain(self, camera: _Camera, event: Event, alert: Alert | None = None) -> None:
+        if not camera.samples:
+            return
+        alert = alert or camera.alert
+        if self._explainer.submit(replace(alert), event, _reasoning_frames(camera),
+                                  [slot.scorer for slot in camera.slots]):
+            camera.explained_peak = event.peak_frame
+
+    def _explained(self, alert: Alert, explanation: Explanation) -> None:
+        alert.explain(explanation)
+        self._emit("explained", alert)
+
+    def _emit(self, kind: str, alert: Alert) -> AlertChange:
+        """The one place alert changes go out: stored, then told to the listeners."""
+        change = AlertChange(kind, alert)
+        with self._emit_lock:
+            if kind == "explained":
+                self.store.explain(alert)
+            else:
+                self.store.put(alert)
+            for listener in self.listeners:
+                try:
+                    listener(change)
+                except Exception:  # an output failing must not stop the pipeline
+                    log.exception("alert listener %r failed on %s %s", listener, kind, alert.id)
+        return change
 
     def _flush_scores(self, camera: _Camera, camera_id: str) -> None:
         if camera.score_rows:
             indices, timestamps, scores = zip(*camera.score_rows)
             self.store.record_scores(camera_id, indices, timestamps, scores)
             camera.score_rows.clear()
+
+
+def _result_state(found: FrameResult) -> dict:
+    return {"index": found.index, "score": found.score, "heatmap": found.heatmap,
+            "boxes": [asdict(box) for box in found.boxes],
+            "label": asdict(found.label) if found.label else None,
+            "reference": asdict(found.reference) if found.reference else None}
+
+
+def _result(state: dict) -> FrameResult:
+    reference = state.get("reference")  # absent from checkpoints of older releases
+    return FrameResult(state["index"], state["score"], state["heatmap"],
+                       tuple(Box(**box) for box in state["boxes"]),
+                       Label(**state["label"]) if state["label"] else None,
+                       ReferenceMatch(**reference) if reference else None)
+
+
+def _alert_state(alert: Alert) -> dict:
+    return asdict(alert)
+
+
+def _alert(state: dict) -> Alert:
+    return Alert(**{**state, "boxes": tuple(Box(**box) for box in state["boxes"])})
 
 
 def _merge_found(found: list[FrameResult]) -> FrameResult:
@@ -305,20 +502,32 @@ class _ExplainWorker:
     unusually). When the queue is full the alert keeps no explanation rather than holding up
     scoring; when explaining fails, the alert says so and the failure is counted."""
 
-    def __init__(self, reasoner: Reasoner | None, store: AlertStore, maxsize: int = 16):
-        self.reasoner, self.store = reasoner, store
+    def __init__(self, reasoner: Reasoner | None,
+                 explained: Callable[[Alert, Explanation], None], maxsize: int = 16):
+        self.reasoner, self.explained = reasoner, explained
         self.failures = 0
         self.failure_reasons: Counter = Counter()
         self._queue: queue.Queue = queue.Queue(maxsize)
+        self._pending: Counter = Counter()  # alert id -> explanations queued or running
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="vad-explainer", daemon=True)
         self._thread.start()
 
     def submit(self, alert: Alert, event: Event, frames: list[Frame],
-               scorers: list[Scorer]) -> None:
-        try:
-            self._queue.put_nowait((alert, event, frames, scorers))
-        except queue.Full:
-            log.warning("explanation queue full: alert %s stays unexplained", alert.id)
+               scorers: list[Scorer]) -> bool:
+        """Queue an explanation; False when the queue is full (it stays unexplained)."""
+        with self._lock:
+            try:
+                self._queue.put_nowait((alert, event, frames, scorers))
+            except queue.Full:
+                log.warning("explanation queue full: alert %s stays unexplained", alert.id)
+                return False
+            self._pending[alert.id] += 1
+        return True
+
+    def pending(self, alert_id: str) -> bool:
+        with self._lock:
+            return self._pending[alert_id] > 0
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
@@ -332,11 +541,14 @@ class _ExplainWorker:
                 explanation = Explanation(False, reason=f"explanation failed: {exc}")
             try:
                 if explanation is not None:
-                    alert.explain(explanation)
-                    self.store.put(alert)
+                    self.explained(alert, explanation)
             except Exception:
                 log.exception("storing the explanation of alert %s failed", alert.id)
             finally:
+                with self._lock:
+                    self._pending[alert.id] -= 1
+                    if not self._pending[alert.id]:
+                        del self._pending[alert.id]
                 self._queue.task_done()
 
     def _explain(self, alert: Alert, event: Event, frames: list[Frame],

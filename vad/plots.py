@@ -62,3 +62,30 @@ def plot_roc(videos, protocols: dict[str, list[np.ndarray]], report: dict[str, A
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_losses(entries: list[dict[str, float]], path: str | Path, title: str) -> Path:
+    """Each loss of a training log (`{"iteration": i, NAME: value, ...}` per step) against
+    the iteration, raw and as a running mean over 5% of the run."""
+    names = [k for k in entries[0] if k != "iteration"]
+    steps = np.array([e["iteration"] for e in entries])
+    fig, axes = plt.subplots(len(names), 1, figsize=(7, 1.9 * len(names) + 0.6), squeeze=False,
+                             sharex=True)
+    width = max(1, len(entries) // 20)
+    for ax, name in zip(axes[:, 0], names):
+        values = np.array([e.get(name, np.nan) for e in entries], dtype=np.float64)
+        ax.plot(steps, values, lw=0.6, alpha=0.45, color="tab:blue")
+        if len(values) >= width > 1:
+            mean = np.convolve(values, np.ones(width) / width, mode="valid")
+            ax.plot(steps[width - 1:], mean, lw=1.4, color="tab:blue",
+                    label=f"running mean of {width}")
+            ax.legend(fontsize=7, loc="upper right")
+        ax.set_ylabel(name, fontsize=8)
+    axes[-1, 0].set_xlabel("step")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

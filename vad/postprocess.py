@@ -61,6 +61,12 @@ class RunningNormalizer:
             self._m2 += delta * (score - self.mean)
         return z
 
+    def state(self) -> dict:
+        return {"count": self.count, "mean": self.mean, "m2": self._m2}
+
+    def restore(self, state: dict) -> None:
+        self.count, self.mean, self._m2 = state["count"], state["mean"], state["m2"]
+
 
 class CausalSmoother:
     """Half-Gaussian weighted mean of the current and past `3 * sigma` frames."""
@@ -74,3 +80,9 @@ class CausalSmoother:
         self._past.appendleft(score)
         weights = self.kernel[: len(self._past)]
         return float(np.dot(weights, np.fromiter(self._past, float)) / weights.sum())
+
+    def state(self) -> dict:
+        return {"past": list(self._past)}
+
+    def restore(self, state: dict) -> None:
+        self._past = deque(state["past"], maxlen=self._past.maxlen)

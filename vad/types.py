@@ -1,4 +1,5 @@
-"""Core value types shared by every stage: frames, clips, scores, events, alerts."""
+"""Core value types shared by every stage: frames, clips, scores, events, alerts, camera
+status."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame of a camera. `image` is HxWx3 BGR uint8 or HxW uint8."""
+    """One decoded frame of a camera. `image` is HxWx3 BGR uint8 or HxW uint8; `encoded` is
+    the JPEG it was decoded from, when it came as one (stream messages): a state snapshot
+    keeps those bytes instead of the pixels."""
 
     camera_id: str
     index: int
     timestamp: float
     image: np.ndarray
+    encoded: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,11 @@ def alert_id(camera_id: str, start_frame: int) -> str:
 
 
 ALERT_STATUSES = ("new", "acknowledged", "resolved")
+# What raised an alert: the anomaly pipeline, or a live camera without frames for too long.
+ALERT_KINDS = ("anomaly", "camera-offline")
+# An alert is stored as soon as its event lasted min_duration frames (ongoing), re-stored
+# while it lasts and closed at its end; why it closed:
+CLOSE_REASONS = ("end", "max-duration", "idle", "stream-end", "restart", "error")
 
 
 @dataclass
@@ -233,11 +242,20 @@ class Alert:
     # Reference-based scorers: the matched reference frame (aligned to the keyframe's view).
     reference_frame: int = -1
     reference_jpeg: bytes | None = None
+    kind: str = "anomaly"  # one of ALERT_KINDS
+    # "ongoing" while the event lasts, then "closed" (alerts of older releases are closed).
+    lifecycle: str = "closed"
+    close_reason: str = ""  # one of CLOSE_REASONS once closed
+
+    @property
+    def ongoing(self) -> bool:
+        return self.lifecycle == "ongoing"
 
     @classmethod
     def from_event(cls, event: Event, keyframe_jpeg: bytes | None = None,
-                   heatmap_png: bytes | None = None,
-                   reference_jpeg: bytes | None = None) -> Alert:
+                   heatmap_png: bytes | None = None, reference_jpeg: bytes | None = None,
+                   close_reason: str | None = None) -> Alert:
+        """The alert of an event: ongoing, or closed when `close_reason` is given."""
         return cls(
             id=alert_id(event.camera_id, event.start_frame),
             camera_id=event.camera_id,
@@ -255,6 +273,8 @@ class Alert:
             label_confidence=event.label.confidence if event.label else 0.0,
             reference_frame=event.reference.frame if event.reference else -1,
             reference_jpeg=reference_jpeg,
+            lifecycle="ongoing" if close_reason is None else "closed",
+            close_reason=close_reason or "",
         )
 
     def explain(self, explanation: Explanation) -> None:
@@ -263,3 +283,48 @@ class Alert:
         self.explanation = explanation.reason
         self.objects = explanation.objects
         self.motion_description = explanation.motion_description
+
+
+# online: frames arrive. reconnecting: no frames, the stream is being (re)opened (also before
+# the first frame). stalled: the stream opened or was open but sent no frame in time; it is
+# reopened. offline: no frames for `live.offline_after_s` or more (still retried unless the
+# camera gave up).
+CAMERA_STATES = ("online", "reconnecting", "stalled", "offline")
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Frames a live camera did not deliver: after `last_frame` and before `next_frame`, from
+    `start_time` to `end_time` (s, the frames' clock)."""
+
+    last_frame: int
+    next_frame: int
+    start_time: float
+    end_time: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end_time - self.start_time
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    """Where a live camera stands, as stored per camera and shown to operators."""
+
+    camera_id: str
+    state: str  # one of CAMERA_STATES
+    since: float  # wall time the camera entered this state
+    updated_at: float
+    source: str = ""  # its URL, password redacted
+    last_error: str = ""
+    down_since: float | None = None  # no frames since (wall time; the start when none yet)
+    last_frame: int = -1  # the last frame delivered when this status was reported
+    reconnects: int = 0  # connections opened after the first
+    gap_count: int = 0
+    total_gap_s: float = 0.0
+    gaps: tuple[Gap, ...] = ()  # the most recent ones, oldest first
+
+    def __post_init__(self) -> None:
+        if self.state not in CAMERA_STATES:
+            raise ValueError(f"unknown camera state {self.state!r}; expected one of "
+                             f"{', '.join(CAMERA_STATES)}")

@@ -82,6 +82,21 @@ def _apply_scorer_args(data: dict[str, Any], args: argparse.Namespace) -> None:
     data["scorers"] = entries
 
 
+def open_sources(config: VadConfig, specs: list[str], camera_ids: list[str | None]) -> list:
+    """The SOURCEs given (with their camera ids), or else every configured camera that names a
+    `source`; a stream is read with its camera's `live` settings (the global ones for a camera
+    the config does not name)."""
+    from streams.sources import open_source
+
+    pairs = (list(zip(specs, camera_ids)) if specs else
+             [(camera.source, cid) for cid, camera in config.cameras.items() if camera.source])
+    sources = [open_source(spec, cid, config.camera(cid or "").live) for spec, cid in pairs]
+    cameras = [source.camera_id for source in sources]
+    if len(set(cameras)) != len(cameras):
+        raise VadError(f"camera ids must be unique, got {', '.join(cameras)}")
+    return sources
+
+
 def expand_sources(inputs: list[str]) -> list:
     """Videos, frame folders and URLs; a folder holding videos stands for each of them."""
     from streams.sources import VIDEO_SUFFIXES, open_source

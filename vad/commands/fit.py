@@ -1,4 +1,8 @@
-"""`vad fit VIDEOS... --scorer NAME --out DIR`: train or fit a scorer."""
+"""`vad fit VIDEOS... --scorer NAME --out DIR`: train or fit a scorer.
+
+One-class scorers learn from normal videos. Weakly supervised ones (`vadclip`) need
+video-level labels: give a VadCLIP list CSV (`path,label`, paths to snippet-feature .npy
+files or videos; see docs/vadclip.md), or normal videos plus `--anomalous VIDEO...`."""
 
 from __future__ import annotations
 
@@ -9,10 +13,13 @@ from vad.commands.common import add_config_args, config_from_args, expand_source
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("fit", help="train or fit a scorer on normal videos",
+    parser = subparsers.add_parser("fit", help="train or fit a scorer on (labelled) videos",
                                    description=__doc__)
-    parser.add_argument("inputs", nargs="+", help="normal videos, frame folders, or folders of "
-                                                  "videos")
+    parser.add_argument("inputs", nargs="+", help="normal videos, frame folders, folders of "
+                                                  "videos, or a labelled list CSV")
+    parser.add_argument("--anomalous", nargs="+", default=[], metavar="VIDEO",
+                        help="anomalous videos (video-level label), for weakly supervised "
+                             "scorers; the inputs are then the normal ones")
     parser.add_argument("--scorer", required=True, help="registered scorer name")
     parser.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -23,13 +30,30 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def training_set(args: argparse.Namespace):
+    """The videos to learn from, labelled when the command line says how."""
+    from vad.data.training import ANOMALOUS, NORMAL, TrainingSet
+    from vad.data.video_lists import training_set_from_list
+    from vad.errors import VadError
+
+    lists = [item for item in args.inputs if Path(item).suffix.lower() == ".csv"]
+    if lists:
+        if len(lists) != len(args.inputs) or args.anomalous:
+            raise VadError("a list CSV holds the labels: give only list CSVs, without --anomalous")
+        return TrainingSet(sum((training_set_from_list(item).videos for item in lists), ()))
+    if not args.anomalous:
+        return TrainingSet.from_sources(expand_sources(args.inputs))
+    return TrainingSet(TrainingSet.from_sources(expand_sources(args.inputs), NORMAL).videos
+                       + TrainingSet.from_sources(expand_sources(args.anomalous),
+                                                  ANOMALOUS).videos)
+
+
 def run(args: argparse.Namespace) -> int:
     from models import get_scorer
-    from vad.data.training import TrainingSet
 
     config = config_from_args(args)
     entry = config.scorers[0]
-    training = TrainingSet.from_sources(expand_sources(args.inputs))
+    training = training_set(args)
     scorer = get_scorer(entry.name, entry.params, config.device)
     # Scorers that train for long write periodic checkpoints here and resume from them.
     scorer.work_dir = args.out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vad.commands.common import add_config_args, config_flag, config_from_args
+from vad.commands.common import add_config_args, config_flag, config_from_args, open_sources
 from vad.errors import VadError
 
 
@@ -13,7 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "publish", help="publish videos/folders/streams to Kafka as cameras",
         description="Publish each SOURCE as one camera to a Kafka topic (JPEG frame messages, "
                     "docs/kafka.md), all cameras at once. Without SOURCE, every camera of the "
-                    "config's cameras: section that names a source is published.")
+                    "config's cameras: section that names a source is published. Live streams "
+                    "are reopened when they drop or stall (the live: section, docs/cameras.md) "
+                    "and published as their frames arrive.")
     parser.add_argument("sources", nargs="*", metavar="SOURCE",
                         help="video file, folder of frames, or rtsp/http URL")
     config_flag(parser, "--bootstrap", key="kafka.bootstrap", metavar="HOST:PORT[,HOST:PORT]",
@@ -53,15 +55,9 @@ def run(args: argparse.Namespace) -> int:
 
     from streams.kafka import ensure_topic, make_producer
     from streams.publisher import publish
-    from streams.sources import open_source
 
     config = config_from_args(args)
-    if args.sources:
-        sources = [open_source(spec, camera) for spec, camera
-                   in zip(args.sources, camera_ids(args.camera, len(args.sources)))]
-    else:
-        sources = [open_source(cam.source, cid) for cid, cam in config.cameras.items()
-                   if cam.source]
+    sources = open_sources(config, args.sources, camera_ids(args.camera, len(args.sources)))
     if not sources:
         raise VadError("nothing to publish: give a SOURCE or cameras with a source in the config")
     kafka = config.kafka

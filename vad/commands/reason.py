@@ -8,6 +8,13 @@ from vad.commands.common import add_config_args, config_flag, config_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from reasoning.deduction import DEFAULT_DEDUCER
+    from reasoning.smoothing import SCORES, PipelineConfig
+
+    # The stage settings default to reasoning/smoothing.py's dataclasses (one place each)
+    # until the config tree has them.
+    pipeline = PipelineConfig()
+    smoothing = pipeline.smoothing
     parser = subparsers.add_parser("reason", help="rule-based reasoning over frame descriptions")
     commands = parser.add_subparsers(dest="reason_command", required=True)
 
@@ -15,16 +22,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("descriptions", help="directory of per-video .txt files, one line per frame")
     ev.add_argument("--labels", required=True, help="CSV video,frame,label (frame 0-based)")
     config_flag(ev, "--rules", key="reasoning.rules", help="rules file (four sections)")
-    config_flag(ev, "--deduction", key="reasoning.deduction.kind", choices=("embed", "llm"),
-                help="deducer")
-    config_flag(ev, "--smoothing", key="reasoning.smoothing.mode",
-                choices=("paper", "ema", "none"), help="perception smoothing")
-    config_flag(ev, "--alpha", key="reasoning.smoothing.alpha", type=float,
-                help="EMA alpha of the smoothing")
-    config_flag(ev, "--window", key="reasoning.smoothing.window", type=int,
-                help="majority-vote window (frames)")
+    ev.add_argument("--deduction", default=DEFAULT_DEDUCER,
+                    help="keyword | fast | embed | llm (default %(default)s; embed and llm "
+                         "take their settings from the config's reasoning.deduction)")
+    ev.add_argument("--normal", metavar="DIR",
+                    help="fast: descriptions of normal frames (those the rules were induced "
+                         "from); an atom that matches often there counts less")
+    ev.add_argument("--perception", action=argparse.BooleanOptionalAction,
+                    default=pipeline.perception,
+                    help="perception smoothing: EMA, fixed threshold, majority vote")
+    ev.add_argument("--robust", action=argparse.BooleanOptionalAction, default=pipeline.robust,
+                    help="robust reasoning: the LLM (--llm) double-checks frames decided normal")
+    ev.add_argument("--score", choices=SCORES, default=pipeline.score,
+                    help="final score: EWM of the per-frame values, or them as they are")
+    ev.add_argument("--alpha", type=float, default=smoothing.alpha, help="perception EMA alpha")
+    ev.add_argument("--window", type=int, default=smoothing.window,
+                    help="majority-vote window in frames")
+    ev.add_argument("--threshold", default=str(smoothing.threshold),
+                    help="perception threshold on the EMA, or video-mean (the reference "
+                         "code's per-video mean, for its ablation)")
+    ev.add_argument("--span", type=int, default=smoothing.span, help="EWM span of the score")
     config_flag(ev, "--llm", key="reasoning.llm.spec",
-                help="for --deduction llm: transformers:DIR or openai:URL[#MODEL]")
+                help="for --deduction llm or --robust: transformers:DIR or openai:URL[#MODEL]")
     add_config_args(ev)
     ev.add_argument("--limit", type=int, help="judge only the first N frames of each video")
     ev.add_argument("--videos", nargs="+", help="evaluate only these video ids")
@@ -33,12 +52,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_more(commands)
 
 
+def _threshold(text: str) -> float | None:
+    from vad.errors import VadError
+
+    if text == "video-mean":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise VadError(f"--threshold {text!r}: expected a number or video-mean") from None
+
+
 def run_eval(args: argparse.Namespace) -> int:
+    import time
+
     from reasoning.deduction import build_deducer
-    from reasoning.descriptions import read_descriptions
+    from reasoning.descriptions import descriptions_for, read_descriptions
     from reasoning.evaluation import evaluate
     from reasoning.llm import build_llm
+    from reasoning.robust import RobustReasoner
     from reasoning.rules import load_rules
+    from reasoning.smoothing import PipelineConfig, SmoothingConfig
     from vad.data.benchmarks import read_frame_labels
     from vad.errors import VadError
 
@@ -52,10 +86,25 @@ def run_eval(args: argparse.Namespace) -> int:
         if unknown:
             raise VadError(f"--videos: not in the labels: {', '.join(unknown)}")
         labels = {v: labels[v] for v in args.videos}
-    descriptions = read_descriptions(args.descriptions)
+    descriptions = descriptions_for(read_descriptions(args.descriptions), labels,
+                                    args.descriptions)
     rules = load_rules(config.rules)
     llm = build_llm(config.llm) if config.llm else None
-    deducer = build_deducer(config.deduction, rules, llm)
+    params = {}
+    if args.normal:
+        if args.deduction != "fast":
+            raise VadError("--normal applies to --deduction fast")
+        params["normal_descriptions"] = [line for lines in read_descriptions(
+            args.normal).values() for line in lines]
+    section = config.deduction if config.deduction.kind == args.deduction else args.deduction
+    deducer = build_deducer(section, rules, llm, **params)
+    robust = None
+    if args.robust:
+        if llm is None:
+            raise VadError("--robust needs --llm (transformers:DIR or openai:URL)")
+        robust = RobustReasoner(rules, llm)
+    stages = PipelineConfig(args.perception, args.robust, args.score, SmoothingConfig(
+        args.alpha, args.window, _threshold(args.threshold), args.span))
     print(f"{'video':>6} {'frames':>6} {'anom':>5} {'auc':>7}  top rule")
 
     def show(result) -> None:
@@ -65,13 +114,17 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"{result.video:>6} {result.frames:>6} {result.anomalous:>5} {auc:>7}  {top[:60]}",
               flush=True)
 
-    result = evaluate(descriptions, labels, deducer, config.smoothing, args.limit, on_video=show)
+    start = time.perf_counter()
+    result = evaluate(descriptions, labels, deducer, stages, robust, args.limit, on_video=show)
+    seconds = time.perf_counter() - start
     if args.plot:
         from reasoning.evaluation import plot_result
 
         print(f"plot: {plot_result(result, labels, args.plot)}")
-    print(f"deduction={config.deduction.kind} smoothing={config.smoothing.mode} "
-          f"invalid_answers={result.invalid}")
+    frames = sum(v.frames for v in result.videos)
+    print(f"deduction={args.deduction} perception={args.perception} robust={args.robust} "
+          f"score={args.score} invalid_answers={result.invalid} llm_calls={result.llm_calls} "
+          f"seconds_per_frame={seconds / max(frames, 1):.4f}")
     print(f"raw_micro_auc={result.raw_micro_auc:.4f} macro_auc={result.macro_auc:.4f} "
           f"ap={result.ap:.4f}")
     print(f"micro_auc={result.micro_auc:.4f}")
@@ -114,7 +167,7 @@ def run_describe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from reasoning.describers import build_describer, calibrate_normal_speed
-    from reasoning.descriptions import video_key, write_descriptions
+    from reasoning.descriptions import write_descriptions
     from streams.sources import open_source
     from vad.errors import VadError
 
@@ -136,7 +189,7 @@ def run_describe(args: argparse.Namespace) -> int:
             describer.reset()
         frames = tqdm(source, total=len(source) or None, desc=source.camera_id, unit="frame")
         lines = [describer.describe([frame])[0] for frame in frames]
-        path = write_descriptions(args.out, video_key(source.camera_id), lines, args.prefix)
+        path = write_descriptions(args.out, source.camera_id, lines, args.prefix)
         print(f"{path}: {len(lines)} frames")
     return 0
 

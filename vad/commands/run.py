@@ -1,13 +1,18 @@
 """`vad run SOURCE... [--checkpoint DIR] [--store URL]`: score videos or streams, store alerts.
 
-Without SOURCE, every camera of the config's `cameras:` section that names a `source` runs."""
+Without SOURCE, every camera of the config's `cameras:` section that names a `source` runs,
+all at once. Live streams run until they give up (live.give_up_after_s) or until Ctrl-C or
+SIGTERM, which close and store the open events; their status is stored per camera."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from vad.commands.common import (add_config_args, add_scorer_args, build_reasoner_for, config_flag,
-                                 config_from_args)
+                                 config_from_args, open_sources)
 
 
 def register(subparsers) -> None:
@@ -25,7 +30,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.sources import open_source
+    import threading
+
+    from vad.cameras import run_cameras
     from vad.errors import VadError
     from vad.pipeline import Pipeline
     from vad.stores import open_store, redacted
@@ -33,34 +40,59 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.camera and len(args.sources) != 1:
         raise VadError("--camera names the camera of a single SOURCE")
-    sources = ([open_source(spec, args.camera) for spec in args.sources] if args.sources else
-               [open_source(cam.source, cid) for cid, cam in config.cameras.items() if cam.source])
+    sources = open_sources(config, args.sources, [args.camera] * len(args.sources))
     if not sources:
         raise VadError("nothing to run: give a SOURCE or cameras with a source in the config")
     reasoner = build_reasoner_for(config)
+    stop = threading.Event()
     with open_store(config.store) as store:
         pipeline = Pipeline.from_config(config, store, reasoner)
         try:
-            alerts = [a for source in sources for a in _run_source(pipeline, source, args)]
+            with _stopped_by_signals(stop):
+                result = run_cameras(sources, pipeline, store, stop,
+                                     progress=not args.no_progress)
         finally:
             pipeline.close()
-        alerts = [store.get(alert.id) or alert for alert in alerts]
+        alerts = [store.get(alert.id) or alert for alert in result.alerts]
     for source in sources:
         print_alerts([a for a in alerts if a.camera_id == source.camera_id], source.camera_id)
     print(f"alerts stored in {redacted(config.store.url)}")
+    if result.stopped:
+        print("stopped: open events were closed and stored")
     if pipeline.explanation_failures:
         print(f"warning: {pipeline.explanation_failures} alert(s) could not be explained "
               "(see the log and the alerts' explanation)")
+    for error in result.errors.values():
+        if not isinstance(error, VadError):
+            raise error
+    if result.errors:
+        for camera, error in result.errors.items():
+            print(f"error: camera {camera}: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
-def _run_source(pipeline, source, args) -> list:
-    from tqdm import tqdm
+@contextmanager
+def _stopped_by_signals(stop) -> Iterator[None]:
+    """SIGTERM and a first Ctrl-C stop the run gracefully (open events are closed and
+    stored); a second Ctrl-C interrupts at once."""
+    import signal
+    import threading
 
-    frames = tqdm(source, total=len(source) or None, desc=f"camera {source.camera_id}",
-                  unit="frame", disable=args.no_progress)
-    alerts = [alert for frame in frames for alert in pipeline.process(frame)]
-    return alerts + pipeline.finish(source.camera_id)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def graceful(signum, frame) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {sig: signal.signal(sig, graceful) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def print_alerts(alerts, camera_id: str) -> None:
@@ -73,13 +105,24 @@ def print_alerts(alerts, camera_id: str) -> None:
         console.print(Text(f"no anomalous events on camera {camera_id}"))
         return
     table = Table(title=Text(f"{len(alerts)} anomalous event(s) on camera {camera_id}"))
-    for column in ("alert id", "frames", "time (s)", "peak z", "mean z", "explanation"):
+    for column in ("alert id", "frames", "time", "peak z", "mean z", "explanation"):
         table.add_column(column)
     for alert in alerts:
         # Text, not markup: alert fields are data and must show literally.
         table.add_row(Text(alert.id), f"{alert.start_frame}-{alert.end_frame}",
-                      f"{alert.start_time:.1f}-{alert.end_time:.1f}",
+                      _times(alert.start_time, alert.end_time),
                       f"{alert.peak_score:.2f}", f"{alert.mean_score:.2f}",
-                      Text("\n".join(filter(None, [alert.label, alert.rule,
+                      Text("\n".join(filter(None, [alert.label, alert.rule, alert.explanation
+                                                    if alert.kind != "anomaly" else "",
                                                     alert.motion_description]))))
     console.print(table)
+
+
+def _times(start: float, end: float) -> str:
+    """Seconds into a video, or UTC clock times for a live camera (Unix timestamps)."""
+    if start < 1e9:
+        return f"{start:.1f}-{end:.1f} s"
+    from datetime import datetime, timezone
+
+    return "-".join(datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S")
+                    for t in (start, end)) + " UTC"

@@ -12,7 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve", help="score camera frames from Kafka as a consumer-group worker",
         description="Consume frame messages (docs/kafka.md) as a member of GROUP, score them "
-                    "and store alerts; run several workers to share the topic's partitions. "
+                    "and store alerts while they last; run several workers to share the topic's "
+                    "partitions. Camera state is checkpointed in the store with the offsets. "
                     "SIGTERM finishes the frames in flight, commits and exits.")
     config_flag(parser, "--bootstrap", key="kafka.bootstrap", metavar="HOST:PORT[,HOST:PORT]",
                 help="Kafka brokers")
@@ -36,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 help="where a new group starts")
     config_flag(parser, "--max-message-bytes", key="kafka.max_message_bytes", type=int,
                 help="larger messages are dead-lettered")
+    config_flag(parser, "--metrics-port", key="serve.metrics_port", type=int,
+                help="Prometheus metrics port (0: a free one, logged)")
     parser.set_defaults(func=run)
 
 

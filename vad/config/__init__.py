@@ -4,7 +4,7 @@ at load time (unknown keys, wrong types, NaN, out-of-range values), so a bad con
 one-line error before anything runs.
 
 Per-camera sections (`cameras: {ID: {...}}`) are merged over the global pipeline sections
-(`scorers`, `window`, `postprocess`, `events`): a camera lists only what differs.
+(`scorers`, `window`, `postprocess`, `events`, `live`): a camera lists only what differs.
 """
 
 from __future__ import annotations
@@ -19,28 +19,33 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError, model
 from vad.config.base import Section, shorthand
 from vad.config.patrol import PatrolConfig
 from vad.config.reasoning import ReasoningConfig
-from vad.config.scorers import FrameDiffEntry, ScorerEntry, fixed_fields, params_model, scorer_entry
+from vad.config.scorers import (FrameDiffEntry, ScorerEntry, SnippetEncoding, fixed_fields,
+                                params_model, scorer_entry)
 from vad.config.sections import (DashboardConfig, DataConfig, EventConfig, KafkaConfig,
                                  PostprocessConfig, PublishConfig, ServeConfig, StoreConfig,
                                  WindowConfig)
+from vad.config.sources import LiveSourceConfig
+from vad.config.vane import VaneConfig
 from vad.errors import VadError
 
-__all__ = ["CameraConfig", "EventConfig", "PipelineSettings", "PostprocessConfig",
-           "ReasoningConfig", "ScorerEntry", "Section", "VadConfig", "config_data", "config_yaml",
-           "default_of", "fixed_fields", "load_config", "params_model", "scorer_entry",
-           "set_value", "validated"]
+__all__ = ["CameraConfig", "EventConfig", "LiveSourceConfig", "PipelineSettings",
+           "PostprocessConfig", "ReasoningConfig", "ScorerEntry", "Section", "VadConfig",
+           "VaneConfig", "config_data", "config_yaml", "default_of", "fixed_fields",
+           "load_config", "params_model", "scorer_entry", "set_value", "validated"]
 
 CameraId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
 class PipelineSettings(Section):
-    """What one camera runs: its scorers and the post-processing of their scores."""
+    """What one camera runs: how its live stream is read, its scorers and the post-processing
+    of their scores."""
 
     scorers: list[ScorerEntry] = Field(default_factory=lambda: [FrameDiffEntry()], min_length=1,
                                        description="scorers fused into one score")
     window: WindowConfig = Field(default_factory=WindowConfig)
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
     events: EventConfig = Field(default_factory=EventConfig)
+    live: LiveSourceConfig = Field(default_factory=LiveSourceConfig)
 
 
 PIPELINE_FIELDS = tuple(PipelineSettings.model_fields)
@@ -64,8 +69,11 @@ class VadConfig(PipelineSettings):
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     patrol: PatrolConfig = Field(default_factory=PatrolConfig)
+    features: SnippetEncoding = Field(default_factory=SnippetEncoding, description=(
+        "snippet embeddings written by `vad features` (the vadclip scorer's input)"))
+    vane: VaneConfig = Field(default_factory=VaneConfig)
     cameras: dict[CameraId, CameraConfig] = Field(default_factory=dict, description=(
-        "per-camera sections, merged over the global scorers/window/postprocess/events"))
+        "per-camera sections, merged over the global scorers/window/postprocess/events/live"))
 
     @model_validator(mode="before")
     @classmethod
@@ -224,7 +232,8 @@ def validation_message(exc: ValidationError) -> str:
 
 
 # Discriminated unions name the chosen member in error locations; users never wrote it.
-_UNION_TAGS = {"frame-diff", "ct-d2gan", "motion", "patrol", "detector", "files", "vlm", "embed", "llm"}
+_UNION_TAGS = {"frame-diff", "ct-d2gan", "motion", "patrol", "vadclip", "detector", "files", "vlm",
+               "embed", "llm"}
 
 
 def config_yaml(config: Section, comments: bool = True) -> str:

@@ -125,6 +125,9 @@ class ReasoningConfig(Section):
     deduction: DeductionConfig = Field(default_factory=EmbedDeductionConfig)
     llm: LLMConfig | None = Field(None, description="the LLM of llm deduction and of induction")
     keyframes: int = Field(8, ge=1, description="event frames judged, the peak included")
+    explain_after: int = Field(8, ge=1, description=(
+        "an ongoing alert is explained once its event has this many frames at or above the "
+        "release threshold; again at its close if its peak moved since"))
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
     induction: InductionConfig = Field(default_factory=InductionConfig)
 

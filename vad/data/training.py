@@ -1,9 +1,13 @@
-"""Training sets: videos to learn from, each with an optional video-level label."""
+"""Training sets: videos to learn from, each with an optional video-level label (and, for
+weakly supervised scorers, the anomaly classes the video shows), given as frames or as
+precomputed snippet features."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from streams.sources import Source
 from vad.errors import VadError
@@ -14,12 +18,21 @@ NORMAL, ANOMALOUS = 0, 1
 @dataclass(frozen=True)
 class TrainingVideo:
     name: str
-    open: Callable[[], Source]
+    open: Callable[[], Source] | None  # None: the video is given as features only
     label: int | None = None  # video level: NORMAL, ANOMALOUS, or None (unlabelled)
+    classes: tuple[str, ...] = ()  # anomaly classes as the dataset names them ("Fighting")
+    features: Callable[[], np.ndarray] | None = None  # precomputed (snippets, dim) embeddings
 
     def __post_init__(self) -> None:
         if self.label not in (None, NORMAL, ANOMALOUS):
             raise VadError(f"{self.name}: video label {self.label!r} is not 0, 1 or none")
+        if self.open is None and self.features is None:
+            raise VadError(f"{self.name}: a training video needs frames or features")
+
+    def source(self) -> Source:
+        if self.open is None:
+            raise VadError(f"{self.name}: given as snippet features only, not as frames")
+        return self.open()
 
 
 @dataclass(frozen=True)
@@ -39,7 +52,7 @@ class TrainingSet:
 
     def normal_sources(self) -> list[Source]:
         """The sources a one-class scorer learns normality from."""
-        normal = [video.open() for video in self.videos if video.label != ANOMALOUS]
+        normal = [video.source() for video in self.videos if video.label != ANOMALOUS]
         if not normal:
             raise VadError("the training set has no normal videos to learn from")
         return normal

@@ -13,7 +13,7 @@ import numpy as np
 from vad.config.sections import StoreConfig
 from vad.errors import VadError
 from vad.registry import Registry
-from vad.types import ALERT_STATUSES, Alert, Box
+from vad.types import ALERT_STATUSES, Alert, Box, CameraStatus, Gap
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class AlertQuery:
     min_score: float | None = None
     since: float | None = None  # event start time (s) lower bound
     until: float | None = None
+    kind: str | None = None  # one of vad.types.ALERT_KINDS
     limit: int = 200
 
 
@@ -36,12 +37,24 @@ class ScoreSeries:
     scores: np.ndarray
 
 
+# Alert fields with their own writers: the operator's (`set_status`) and the reasoner's
+# (`explain`); `put` sets them only on a new alert.
+OPERATOR_FIELDS = ("status", "note", "created_at")
+EXPLANATION_FIELDS = ("explanation", "rule", "motion_description", "objects")
+
+
 class AlertStore(ABC):
-    """Where alerts and score timelines live. `put` is idempotent per alert id."""
+    """Where alerts and score timelines live, and the checkpoints of the streaming workers'
+    camera state. `put` is idempotent per alert id."""
 
     @abstractmethod
     def put(self, alert: Alert) -> bool:
-        """Insert or update an alert; True when it was new. Operator status and note survive."""
+        """Insert or update an alert; True when it was new. Operator status and note, and the
+        explanation, survive."""
+
+    @abstractmethod
+    def explain(self, alert: Alert) -> None:
+        """Store the alert's explanation fields (EXPLANATION_FIELDS) on the stored alert."""
 
     @abstractmethod
     def get(self, alert_id: str) -> Alert | None: ...
@@ -63,7 +76,33 @@ class AlertStore(ABC):
                end_frame: int | None = None) -> ScoreSeries: ...
 
     @abstractmethod
-    def cameras(self) -> list[str]: ...
+    def cameras(self) -> list[str]:
+        """Cameras with alerts, scores or a status, sorted."""
+
+    @abstractmethod
+    def set_camera_status(self, status: CameraStatus) -> None:
+        """Replace the camera's live status."""
+
+    @abstractmethod
+    def camera_statuses(self) -> dict[str, CameraStatus]:
+        """The last status of every live camera, by camera id."""
+
+    # -- checkpoints: opaque blobs by (scope, key), e.g. a worker's camera states ------------
+    @abstractmethod
+    def save_states(self, scope: str, states: dict[str, bytes | None]) -> None:
+        """Write (None: delete) several checkpoints at once, durably: when it returns they
+        are in the store itself with every write made before (never only in a spool), or it
+        raises `StoreUnavailableError`."""
+
+    @abstractmethod
+    def load_state(self, scope: str, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    def state_keys(self, scope: str) -> set[str]: ...
+
+    @abstractmethod
+    def clear_states(self, scope: str) -> None:
+        """Delete every checkpoint of the scope."""
 
     def close(self) -> None:
         """Release connections."""
@@ -75,12 +114,26 @@ class AlertStore(ABC):
         self.close()
 
 
+class StoreUnavailableError(VadError):
+    """The store cannot be reached (for writes: and its spool is full or unusable)."""
+
+
 def boxes_to_json(boxes: Sequence[Box]) -> str:
     return json.dumps([asdict(box) for box in boxes]) if boxes else ""
 
 
 def boxes_from_json(text: str | bytes | None) -> tuple[Box, ...]:
     return tuple(Box(**item) for item in json.loads(text)) if text else ()
+
+
+def status_to_json(status: CameraStatus) -> str:
+    return json.dumps(asdict(status))
+
+
+def status_from_json(text: str | bytes) -> CameraStatus:
+    values = json.loads(text)
+    values["gaps"] = tuple(Gap(**gap) for gap in values.get("gaps", ()))
+    return CameraStatus(**values)
 
 
 def check_status(status: str) -> None:
@@ -111,13 +164,3 @@ def open_store(config: StoreConfig | str) -> AlertStore:
     url = config.url if "://" in config.url else f"sqlite:///{config.url}"
     config = config.model_copy(update={"url": url})
     return STORES.get(urlparse(url).scheme)(config)
-
-
-def redacted(url: str) -> str:
-    """A store URL fit to show or log: the password replaced by ***."""
-    parsed = urlparse(url)
-    if parsed.password is None:
-        return url
-    netloc = parsed.netloc.rsplit("@", 1)[1]
-    user = f"{parsed.username}:" if parsed.username else ":"
-    return parsed._replace(netloc=f"{user}***@{netloc}").geturl()

@@ -8,9 +8,12 @@ Layout (prefix `vad` by default, `?prefix=` in the URL changes it):
 - `vad:camera:<cam>:alerts`   the same, per camera
 - `vad:scores:<cam>`          sorted set: the camera's fused score timeline, by frame index
 - `vad:cameras`               set of camera ids
+- `vad:checkpoints:<scope>`   hash: checkpoint blobs by key (streaming workers' camera states)
+- `vad:camera-status`         hash: camera id -> its last live status (JSON)
 
-When Redis cannot be reached, writes go to a bounded on-disk spool (SQLite) in order and are
-replayed when it answers again, so an outage loses nothing; reads raise `StoreUnavailableError`.
+When Redis cannot be reached, writes go to a bounded on-disk spool (SQLite, created when first
+needed) in order and are replayed when it answers again, so an outage loses nothing; reads
+raise `StoreUnavailableError`, and so do checkpoint writes, which must reach Redis itself.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
@@ -34,15 +38,19 @@ from redis.retry import Retry
 
 from vad.errors import VadError
 from vad.config.sections import RedisStoreConfig, StoreConfig
-from vad.stores.base import (AlertQuery, AlertStore, ScoreSeries, boxes_from_json, boxes_to_json,
-                             check_status, redacted, register_store)
-from vad.types import Alert
+from vad.stores.base import (EXPLANATION_FIELDS, OPERATOR_FIELDS, AlertQuery, AlertStore,
+                             ScoreSeries, StoreUnavailableError, boxes_from_json, boxes_to_json,
+                             check_status, register_store, status_from_json, status_to_json)
+from vad.types import Alert, CameraStatus
+from vad.urls import redacted
 
 log = logging.getLogger(__name__)
 
+__all__ = ["RedisAlertStore", "StoreUnavailableError"]
+
 _FIELD_TYPES = {f.name: f.type for f in fields(Alert)}
-# Fields an operator owns: re-processing a stream must not reset them.
-_OPERATOR_FIELDS = ("status", "note", "created_at")
+# Fields `put` sets only on a new alert: re-processing a stream must not reset them.
+_KEPT_FIELDS = (*OPERATOR_FIELDS, *EXPLANATION_FIELDS)
 _BYTES_FIELDS = ("keyframe_jpeg", "heatmap_png", "reference_jpeg")
 _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
 
@@ -64,10 +72,6 @@ return created and 1 or 0
 """
 
 
-class StoreUnavailableError(VadError):
-    """The store cannot be reached and (for writes) its spool is full."""
-
-
 class RedisAlertStore(AlertStore):
     def __init__(self, url: str, options: RedisStoreConfig):
         self.url = url
@@ -78,14 +82,29 @@ class RedisAlertStore(AlertStore):
             # One immediate retry re-dials a pooled connection of a restarted server.
             retry=Retry(NoBackoff(), 1))
         self._put_script = self._client.register_script(_PUT_SCRIPT)
-        self._spool = _Spool(Path(options.spool or _default_spool(url, options.prefix)),
-                             int(options.spool_max_mb * 1024 * 1024))
+        self._spool_path = Path(options.spool or _default_spool(url, options.prefix))
+        self._spool: _Spool | None = None  # opened when first needed
         self._lock = threading.RLock()
         self._retry_at = 0.0
         self._closed = threading.Event()
         self._flusher: threading.Thread | None = None
-        if self._spool.pending():
-            self._start_flusher()
+        if self._spool_path.exists():  # left by a stopped process: replay it
+            try:
+                self._open_spool()
+            except StoreUnavailableError as exc:
+                log.warning("%s (nothing is spooled unless Redis becomes unreachable)", exc)
+            else:
+                if self._spool.pending():
+                    self._start_flusher()
+
+    def _open_spool(self) -> _Spool:
+        if self._spool is None:
+            self._spool = _Spool(self._spool_path, int(self.options.spool_max_mb * 1024 * 1024),
+                                 f"{self._safe_url()} prefix {self.options.prefix}")
+        return self._spool
+
+    def _spooled_count(self) -> int:
+        return self._spool.pending() if self._spool is not None else 0
 
     # -- keys -------------------------------------------------------------------------------
     def _key(self, *parts: str) -> str:
@@ -102,6 +121,14 @@ class RedisAlertStore(AlertStore):
                                "timestamps": [float(t) for t in timestamps],
                                "scores": [float(s) for s in scores]})
 
+    def explain(self, alert: Alert) -> None:
+        self._write("explain", {"id": alert.id, "fields": {
+            name: getattr(alert, name) for name in EXPLANATION_FIELDS}})
+
+    def set_camera_status(self, status: CameraStatus) -> None:
+        self._write("camera_status", {"camera_id": status.camera_id,
+                                      "status": status_to_json(status)})
+
     def set_status(self, alert_id: str, status: str, note: str = "") -> None:
         check_status(status)
         if self._apply("exists", {"id": alert_id}) == 0:
@@ -111,16 +138,17 @@ class RedisAlertStore(AlertStore):
 
     def _write(self, op: str, payload: dict[str, Any]) -> Any:
         with self._lock:
-            if self._spool.pending() and not self._flush_spool():
+            if self._spooled_count() and not self._flush_spool():
                 self._spool.append(op, payload)
                 return True
-            try:
-                return self._apply(op, payload)
-            except _UNREACHABLE as exc:
-                self._mark_down(exc)
-                self._spool.append(op, payload)
-                self._start_flusher()
-                return True
+            if time.monotonic() >= self._retry_at:  # a down Redis is not waited for again
+                try:
+                    return self._apply(op, payload)
+                except _UNREACHABLE as exc:
+                    self._mark_down(exc)
+            self._open_spool().append(op, payload)
+            self._start_flusher()
+            return True
 
     def _apply(self, op: str, payload: dict[str, Any]) -> Any:
         return getattr(self, f"_apply_{op}")(payload)
@@ -135,8 +163,8 @@ class RedisAlertStore(AlertStore):
         alert = _alert_from_json(payload)
         camera = alert.camera_id
         always = [(name, _to_redis(name, getattr(alert, name))) for name in _FIELD_TYPES
-                  if name not in _OPERATOR_FIELDS]
-        once = [(name, _to_redis(name, getattr(alert, name))) for name in _OPERATOR_FIELDS]
+                  if name not in _KEPT_FIELDS]
+        once = [(name, _to_redis(name, getattr(alert, name))) for name in _KEPT_FIELDS]
         once.append(("status_at", _to_redis("status_at", alert.created_at)))
         args = [alert.id, alert.created_at, camera, self.options.stream_maxlen, len(always)]
         args += [item for pair in always + once for item in pair]
@@ -154,6 +182,14 @@ class RedisAlertStore(AlertStore):
             pipe.sadd(self._key("cameras"), payload["camera_id"])
             pipe.execute()
 
+    def _apply_explain(self, payload: dict[str, Any]) -> None:
+        key = self._key("alert", payload["id"])
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.exists(key)
+            pipe.hset(key, mapping=payload["fields"])
+            if not pipe.execute()[0]:  # only known alerts: never a half alert
+                self._client.delete(key)
+
     def _apply_status(self, payload: dict[str, Any]) -> None:
         with self._client.pipeline(transaction=True) as pipe:
             pipe.hset(self._key("alert", payload["id"]),
@@ -164,16 +200,56 @@ class RedisAlertStore(AlertStore):
                       maxlen=self.options.stream_maxlen, approximate=True)
             pipe.execute()
 
+    # -- checkpoints: straight to Redis, after every spooled write ------------------------------
+    def save_states(self, scope: str, states: dict[str, bytes | None]) -> None:
+        with self._lock:
+            if self._spooled_count() and not self._flush_spool():
+                raise StoreUnavailableError(
+                    f"{self._safe_url()}: {self._spooled_count()} writes still spooled")
+            if time.monotonic() < self._retry_at:
+                raise StoreUnavailableError(f"{self._safe_url()}: Redis unreachable")
+            key = self._key("checkpoints", scope)
+            try:
+                with self._client.pipeline(transaction=True) as pipe:
+                    deleted = [k for k, state in states.items() if state is None]
+                    written = {k: state for k, state in states.items() if state is not None}
+                    if deleted:
+                        pipe.hdel(key, *deleted)
+                    if written:
+                        pipe.hset(key, mapping=written)
+                    pipe.execute()
+            except _UNREACHABLE as exc:
+                self._mark_down(exc)
+                raise self._unavailable(exc) from None
+
+    def load_state(self, scope: str, key: str) -> bytes | None:
+        return self._read(lambda: self._client.hget(self._key("checkpoints", scope), key))
+
+    def state_keys(self, scope: str) -> set[str]:
+        keys = self._read(lambda: self._client.hkeys(self._key("checkpoints", scope)))
+        return {key.decode() for key in keys}
+
+    def clear_states(self, scope: str) -> None:
+        self._read(lambda: self._client.delete(self._key("checkpoints", scope)))
+
+    def _apply_camera_status(self, payload: dict[str, Any]) -> None:
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key("camera-status"), payload["camera_id"], payload["status"])
+            pipe.sadd(self._key("cameras"), payload["camera_id"])
+            pipe.execute()
+
     # -- the spool ----------------------------------------------------------------------------
     def _mark_down(self, exc: Exception) -> None:
         if not self._retry_at:
             log.warning("%s unreachable (%s): spooling alerts to %s", self._safe_url(), exc,
-                        self._spool.path)
+                        self._spool_path)
         self._retry_at = time.monotonic() + self.options.retry_seconds
 
     def _flush_spool(self) -> bool:
         """Replay the spool in order; True when it is empty afterwards."""
         with self._lock:
+            if self._spool is None:
+                return True
             if time.monotonic() < self._retry_at:
                 return False
             try:
@@ -199,7 +275,7 @@ class RedisAlertStore(AlertStore):
 
     def spooled(self) -> int:
         """Writes waiting in the spool for Redis to come back."""
-        return self._spool.pending()
+        return self._spooled_count()
 
     # -- reads --------------------------------------------------------------------------------
     def _read(self, fn: Callable[[], Any]) -> Any:
@@ -247,16 +323,24 @@ class RedisAlertStore(AlertStore):
         members = self._read(lambda: self._client.smembers(self._key("cameras")))
         return sorted(member.decode() for member in members)
 
+    def camera_statuses(self) -> dict[str, CameraStatus]:
+        raw = self._read(lambda: self._client.hgetall(self._key("camera-status")))
+        statuses = sorted(map(status_from_json, raw.values()), key=lambda s: s.camera_id)
+        return {status.camera_id: status for status in statuses}
+
     def close(self) -> None:
         self._closed.set()
         if self._flusher is not None:
             self._flusher.join(timeout=5)
         with self._lock:
-            if self._spool.pending() and self._flush_spool() is False:
-                log.warning("%s unreachable at close: %d writes stay spooled in %s",
-                            self._safe_url(), self._spool.pending(), self._spool.path)
-            self._spool.close()
-            self._client.close()
+            try:
+                if self._spooled_count() and self._flush_spool() is False:
+                    log.warning("%s unreachable at close: %d writes stay spooled in %s",
+                                self._safe_url(), self._spooled_count(), self._spool_path)
+            finally:
+                if self._spool is not None:
+                    self._spool.close()
+                self._client.close()
 
     def _safe_url(self) -> str:
         return redacted(self.url)
@@ -266,7 +350,8 @@ def _matches(alert: Alert, query: AlertQuery) -> bool:
     return ((query.status is None or alert.status == query.status)
             and (query.min_score is None or alert.peak_score >= query.min_score)
             and (query.since is None or alert.start_time >= query.since)
-            and (query.until is None or alert.start_time <= query.until))
+            and (query.until is None or alert.start_time <= query.until)
+            and (query.kind is None or alert.kind == query.kind))
 
 
 # -- (de)serialisation --------------------------------------------------------------------------
@@ -323,41 +408,63 @@ def _alert_from_json(values: dict[str, Any]) -> Alert:
 
 class _Spool:
     """An ordered, bounded, crash-safe queue of pending writes in SQLite. Several processes
-    may share one file: a drain holds the write lock, so each entry is replayed once."""
+    may share one file: a drain holds the write lock, so each entry is replayed once. A
+    rollback journal, not WAL: no memory-mapped file that a read-only or full disk turns into
+    SIGBUS. Every failure is a `StoreUnavailableError` naming the file."""
 
-    def __init__(self, path: Path, max_bytes: int):
+    def __init__(self, path: Path, max_bytes: int, target: str):
         self.path = path
         self.max_bytes = max_bytes
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30,
-                                   isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a spooled alert survives a crash
-        self._db.execute("CREATE TABLE IF NOT EXISTS ops (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-                         " op TEXT NOT NULL, payload TEXT NOT NULL, size INTEGER NOT NULL)")
         self._lock = threading.Lock()
+        with self._errors("cannot be opened"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30,
+                                       isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=DELETE")
+            self._db.execute("PRAGMA synchronous=FULL")  # a spooled alert survives a crash
+            self._db.execute("CREATE TABLE IF NOT EXISTS ops (seq INTEGER PRIMARY KEY "
+                             "AUTOINCREMENT, op TEXT NOT NULL, payload TEXT NOT NULL, "
+                             "size INTEGER NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, "
+                             "value TEXT NOT NULL)")
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('target', ?)", (target,))
+            owner = self._db.execute("SELECT value FROM meta WHERE key='target'").fetchone()[0]
+        if owner != target:
+            self._db.close()
+            raise StoreUnavailableError(f"spool {path}: holds writes for {owner}, not {target}; "
+                                        "give this store its own store.redis.spool")
+
+    @contextmanager
+    def _errors(self, what: str):
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailableError(f"spool {self.path}: {what} ({exc})") from None
 
     def pending(self) -> int:
-        with self._lock:
+        with self._lock, self._errors("cannot be read"):
             return self._db.execute("SELECT COUNT(*) FROM ops").fetchone()[0]
 
     def append(self, op: str, payload: dict[str, Any]) -> None:
         text = json.dumps(payload)
         with self._lock:
-            used = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM ops").fetchone()[0]
+            with self._errors("cannot be read"):
+                used = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM ops").fetchone()[0]
             if used + len(text) > self.max_bytes:
                 raise StoreUnavailableError(
                     f"Redis unreachable and the spool {self.path} is full "
-                    f"({used / 2**20:.0f} MiB); raise spool_max_mb or restore Redis")
-            self._db.execute("INSERT INTO ops (op, payload, size) VALUES (?, ?, ?)",
-                             (op, text, len(text)))
+                    f"({used / 2**20:.0f} MiB); raise store.redis.spool_max_mb or restore Redis")
+            with self._errors("cannot be written"):
+                self._db.execute("INSERT INTO ops (op, payload, size) VALUES (?, ?, ?)",
+                                 (op, text, len(text)))
 
     def drain(self, apply: Callable[[str, dict[str, Any]], Any], batch: int = 200) -> int:
         """Apply entries oldest first, deleting each once applied; stops at the first error."""
         done = 0
         with self._lock:
             while True:
-                self._db.execute("BEGIN IMMEDIATE")
+                with self._errors("cannot be replayed"):
+                    self._db.execute("BEGIN IMMEDIATE")
                 try:
                     rows = self._db.execute("SELECT seq, op, payload FROM ops ORDER BY seq LIMIT ?",
                                             (batch,)).fetchall()
@@ -366,7 +473,8 @@ class _Spool:
                         self._db.execute("DELETE FROM ops WHERE seq=?", (seq,))
                         done += 1
                 finally:
-                    self._db.execute("COMMIT")
+                    with self._errors("cannot be replayed"):
+                        self._db.execute("COMMIT")
                 if len(rows) < batch:
                     return done
 

@@ -12,13 +12,14 @@ import numpy as np
 
 from vad.errors import VadError
 from vad.config.sections import StoreConfig
-from vad.stores.base import (AlertQuery, AlertStore, ScoreSeries, boxes_from_json, boxes_to_json,
-                             check_status, register_store)
-from vad.types import Alert
+from vad.stores.base import (EXPLANATION_FIELDS, OPERATOR_FIELDS, AlertQuery, AlertStore,
+                             ScoreSeries, boxes_from_json, boxes_to_json, check_status,
+                             register_store, status_from_json, status_to_json)
+from vad.types import Alert, CameraStatus
 
 _ALERT_FIELDS = [f.name for f in fields(Alert)]
-# Columns an operator owns: re-processing a stream must not reset them.
-_OPERATOR_FIELDS = {"status", "note", "created_at"}
+# Columns `put` leaves alone on a known alert: re-processing a stream must not reset them.
+_KEPT_FIELDS = {"id", *OPERATOR_FIELDS, *EXPLANATION_FIELDS}
 
 # Schema migrations: version N is reached by running _MIGRATIONS[N - 1] on version N - 1. The
 # 0.1.0 release wrote version 0 (no user_version) with the tables of the first step, so that
@@ -43,6 +44,22 @@ _MIGRATIONS = [
     ALTER TABLE alerts ADD COLUMN label TEXT NOT NULL DEFAULT '';
     ALTER TABLE alerts ADD COLUMN label_confidence REAL NOT NULL DEFAULT 0;
     """,
+    # Live cameras: what raised an alert (an anomaly or a camera offline), and each camera's
+    # last status (a CameraStatus as JSON).
+    """
+    ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'anomaly';
+    CREATE TABLE camera_status (
+        camera_id TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL, status TEXT NOT NULL
+    );
+    """,
+    # Alert lifecycle (alerts stored before it are closed) and streaming workers' checkpoints.
+    """
+    ALTER TABLE alerts ADD COLUMN lifecycle TEXT NOT NULL DEFAULT 'closed';
+    ALTER TABLE alerts ADD COLUMN close_reason TEXT NOT NULL DEFAULT '';
+    CREATE TABLE IF NOT EXISTS checkpoints (
+        scope TEXT NOT NULL, key TEXT NOT NULL, state BLOB NOT NULL, PRIMARY KEY (scope, key)
+    );
+    """,
     # Reference-based scorers (patrol mode): the matched reference frame, as evidence.
     """
     ALTER TABLE alerts ADD COLUMN reference_frame INTEGER NOT NULL DEFAULT -1;
@@ -53,17 +70,23 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 def migrate(db: sqlite3.Connection, path: str) -> int:
-    """Bring the database to SCHEMA_VERSION; returns the version it had."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise VadError(f"{path}: written by a newer vad (schema {version}, this one knows "
-                       f"{SCHEMA_VERSION}); upgrade vad to read it")
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        statements = [s for s in _MIGRATIONS[target - 1].split(";") if s.strip()]
-        with db:  # one transaction per step: a failed migration leaves the previous version
-            for statement in statements:
+    """Bring the database to SCHEMA_VERSION; returns the version it had. One transaction
+    holding the write lock from the version check on: a failed migration leaves the version
+    it found, and processes opening a store at once migrate it once."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise VadError(f"{path}: written by a newer vad (schema {version}, this one knows "
+                           f"{SCHEMA_VERSION}); upgrade vad to read it")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in (s for s in _MIGRATIONS[target - 1].split(";") if s.strip()):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {target}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
     return version
 
 
@@ -83,8 +106,7 @@ class SQLiteAlertStore(AlertStore):
     def put(self, alert: Alert) -> bool:
         values = {name: getattr(alert, name) for name in _ALERT_FIELDS}
         values["boxes"] = boxes_to_json(alert.boxes)
-        updates = ", ".join(f"{n}=excluded.{n}" for n in _ALERT_FIELDS
-                            if n != "id" and n not in _OPERATOR_FIELDS)
+        updates = ", ".join(f"{n}=excluded.{n}" for n in _ALERT_FIELDS if n not in _KEPT_FIELDS)
         with self._lock, self._db:
             existed = self._db.execute("SELECT 1 FROM alerts WHERE id=?", (alert.id,)).fetchone()
             self._db.execute(
@@ -93,6 +115,37 @@ class SQLiteAlertStore(AlertStore):
                 f"ON CONFLICT(id) DO UPDATE SET {updates}",
                 [values[n] for n in _ALERT_FIELDS])
         return existed is None
+
+    def explain(self, alert: Alert) -> None:
+        with self._lock, self._db:
+            self._db.execute(
+                f"UPDATE alerts SET {', '.join(f'{n}=?' for n in EXPLANATION_FIELDS)} WHERE id=?",
+                [getattr(alert, n) for n in EXPLANATION_FIELDS] + [alert.id])
+
+    def save_states(self, scope: str, states: dict[str, bytes | None]) -> None:
+        with self._lock, self._db:
+            for key, state in states.items():
+                if state is None:
+                    self._db.execute("DELETE FROM checkpoints WHERE scope=? AND key=?",
+                                     (scope, key))
+                else:
+                    self._db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
+                                     (scope, key, state))
+
+    def load_state(self, scope: str, key: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT state FROM checkpoints WHERE scope=? AND key=?",
+                                   (scope, key)).fetchone()
+        return row[0] if row else None
+
+    def state_keys(self, scope: str) -> set[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT key FROM checkpoints WHERE scope=?", (scope,))
+            return {row[0] for row in rows.fetchall()}
+
+    def clear_states(self, scope: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM checkpoints WHERE scope=?", (scope,))
 
     def get(self, alert_id: str) -> Alert | None:
         rows = self._select("WHERE id=?", [alert_id])
@@ -104,7 +157,8 @@ class SQLiteAlertStore(AlertStore):
                                   ("status", "=", query.status),
                                   ("peak_score", ">=", query.min_score),
                                   ("start_time", ">=", query.since),
-                                  ("start_time", "<=", query.until)):
+                                  ("start_time", "<=", query.until),
+                                  ("kind", "=", query.kind)):
             if value is not None:
                 clauses.append(f"{column} {op} ?")
                 params.append(value)
@@ -152,8 +206,21 @@ class SQLiteAlertStore(AlertStore):
     def cameras(self) -> list[str]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT camera_id FROM alerts UNION SELECT camera_id FROM scores ORDER BY 1")
+                "SELECT camera_id FROM alerts UNION SELECT camera_id FROM scores "
+                "UNION SELECT camera_id FROM camera_status ORDER BY 1")
             return [row[0] for row in rows.fetchall()]
+
+    def set_camera_status(self, status: CameraStatus) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO camera_status VALUES (?, ?, ?, ?)",
+                             (status.camera_id, status.state, status.updated_at,
+                              status_to_json(status)))
+
+    def camera_statuses(self) -> dict[str, CameraStatus]:
+        with self._lock:
+            rows = self._db.execute("SELECT status FROM camera_status ORDER BY camera_id")
+            statuses = [status_from_json(row[0]) for row in rows.fetchall()]
+        return {status.camera_id: status for status in statuses}
 
     def close(self) -> None:
         with self._lock:
