@@ -4,7 +4,10 @@ An online max-product filter over the reference frames: a frame's belief is the 
 of the frames it could have come from (the patrol advances up to `max_step` frames and steps
 back up to `max_back`; relocalising anywhere costs `jump_cost`), plus the descriptor
 similarity (and, when given, the agreement of the query's own pose). A frame whose best
-reference is not similar enough is reported lost rather than matched to a guess.
+reference is not similar enough is reported lost rather than matched to a guess. A position
+reached by a jump (more than one frame's move: `max_back` back, or ahead the tracker's
+`max_step` plus the geometric correction the scorer trusts, `max_step` again; the first
+localisation too) is trusted only once `confirm_frames` matches in a row continue from it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class RouteMatcher:
         self.index, self.params = index, params
         self.belief: np.ndarray | None = None  # log belief per reference frame
         self._similarity = np.zeros(len(index), np.float32)  # of the last frame
+        self.previous: int | None = None  # the last settled-on match
+        self.streak = 0  # frames in a row continuing from one another up to `previous`
 
     def match(self, descriptor: np.ndarray, pose: np.ndarray | None = None) -> Match:
         p = self.params
@@ -75,6 +80,28 @@ class RouteMatcher:
         if self.belief is not None:
             self.belief[frame] = self.belief.max() + 1.0
             self.belief -= self.belief.max()
+
+
+    def settle(self, frame: int) -> bool:
+        """The query frame's final match is `frame`: whether the position is confirmed, i.e.
+        the last `confirm_frames` matches each continue from the one before."""
+        p = self.params
+        continues = (self.previous is not None
+                     and -p.max_back <= frame - self.previous <= 2 * p.max_step)
+        self.streak = self.streak + 1 if continues else 1
+        self.previous = frame
+        return self.streak >= p.confirm_frames
+
+    def state(self) -> dict:
+        belief = None if self.belief is None else self.belief.copy()  # updated in place
+        return {"belief": belief, "similarity": self._similarity.copy(),
+                "previous": self.previous, "streak": self.streak}
+
+    def restore(self, state: dict) -> None:
+        belief = state["belief"]
+        self.belief = None if belief is None else np.array(belief)
+        self._similarity = np.array(state["similarity"])
+        self.previous, self.streak = state["previous"], state["streak"]
 
 
 def _reachable(belief: np.ndarray, back: int, forward: int) -> np.ndarray:

@@ -119,8 +119,14 @@ class PatrolScorer(Scorer):
         features = self.features(gray)
         match, alignment = self._align(gray, features, *self._locate(features, match, matcher),
                                        matcher)
+        confirmed = matcher.settle(match.frame)
         if not alignment.aligned:
             return PatrolFrame(match, alignment, None, None)
+        if not confirmed:
+            # A jump along the route may be a look-alike place: compare once it holds.
+            return PatrolFrame(match, Alignment(None, alignment.inliers, alignment.correlation,
+                                                "relocalised along the route, not yet confirmed"),
+                               None, None)
         warped, valid = warp_reference(self._index().frames[match.frame], alignment.homography,
                                        gray.shape)
         change = self.detector.detect(gray, warped, valid)
@@ -223,6 +229,13 @@ class PatrolSession(ScoringSession):
         return [self.scorer.analyse(to_gray(frame), self.route,
                                     None if self.poses is None else self.poses.of(index))
                 for index, frame in frames]
+
+    def state(self) -> dict:
+        return super().state() | {"route": self.route.state()}
+
+    def restore(self, state: dict) -> None:
+        super().restore(state)
+        self.route.restore(state["route"])
 
     def score(self, clip: Clip) -> ScoreResult:
         targets = clip.target_indices

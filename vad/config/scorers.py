@@ -144,6 +144,11 @@ class PatrolParams(Section):
         "route tracking: reference frames it may step back per query frame"))
     jump_cost: float = Field(8.0, ge=0, description=(
         "route tracking: log-likelihood cost of relocalising anywhere on the route"))
+    confirm_frames: int = Field(3, ge=1, description=(
+        "route tracking: after a jump (a match more than max_back behind or 2 x max_step "
+        "ahead of the last one, or the first localisation) frames are compared only once "
+        "this many matches in a row continue from one another; before, they are flagged "
+        "unaligned"))
     min_similarity: float = Field(0.3, ge=-1, le=1, description=(
         "a frame less similar than this to its best reference frame is lost: not compared"))
     pose_sigma: float = Field(8.0, gt=0, description=(
