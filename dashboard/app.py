@@ -2,6 +2,9 @@
 
 Start it with `vad dashboard --store URL`; it reads the effective config from the
 `VAD_DASHBOARD_CONFIG` environment variable (see dashboard/settings.py).
+
+Everything an alert store holds is data: it reaches the page through dashboard/text.py as
+plain text, never as Markdown or HTML. Markdown is only for the app's own words.
 """
 
 from __future__ import annotations
@@ -17,12 +20,17 @@ import streamlit as st
 from dashboard.charts import score_timeline
 from dashboard.evidence import evidence_image, reference_pair
 from dashboard.feed import (EPOCH_TIMESTAMP_MIN, STATUS_COLORS, FeedRow, MalformedAlert,
-                            feed_row, format_timestamp)
+                            feed_row, format_age, format_timestamp)
 from dashboard.settings import DashboardSettings
-from vad.config.sections import StoreConfig
+from dashboard.signin import operator_badge, signed_in_operator
+from dashboard.text import field, notice, plain
+from vad.config.outputs import OutputsConfig
+from vad.config.sections import KafkaConfig, StoreConfig
 from vad.errors import VadError
+from vad.outputs import AlertOutputs, build_outputs
 from vad.stores import AlertQuery, AlertStore, open_store
-from vad.types import ALERT_STATUSES, Alert, CameraStatus
+from vad.types import ALERT_STATUSES, CAMERA_STATES, CLOSE_REASONS, Alert, CameraStatus
+from vad.urls import RedactingFilter, redacted_text
 
 log = logging.getLogger("vad.dashboard")
 
@@ -41,6 +49,23 @@ def get_store(store_json: str) -> AlertStore:
     return open_store(StoreConfig.model_validate_json(store_json))
 
 
+@st.cache_resource(show_spinner=False)
+def get_outputs(outputs_json: str, kafka_json: str) -> AlertOutputs:
+    # One delivery thread per target per server process; triage events go where alerts go.
+    return build_outputs(OutputsConfig.model_validate_json(outputs_json),
+                         KafkaConfig.model_validate_json(kafka_json))
+
+
+@st.cache_resource(show_spinner=False)
+def redact_logs() -> None:
+    """Once per server: what the dashboard logs goes out without URL passwords."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler())
+    for handler in root.handlers:
+        handler.addFilter(RedactingFilter())
+
+
 def show_failure(url: str, exc: Exception) -> None:
     """A store or record failure as one readable line on the page; the traceback goes
     to the server log only."""
@@ -49,7 +74,7 @@ def show_failure(url: str, exc: Exception) -> None:
     reason = (lines[0] if lines else "no details").removeprefix(f"{url}: ")
     if not isinstance(exc, VadError):
         reason = f"{type(exc).__name__}: {reason}"
-    st.error(f"Cannot read the alert store `{url}` — {reason}", icon=":material/error:")
+    notice(st, "error", "Cannot read the alert store:", redacted_text(f"{url} — {reason}"))
 
 
 # --- sidebar filters ---------------------------------------------------------------------------
@@ -64,7 +89,7 @@ def time_range_filter(store: AlertStore,
     if len(times) < 2:
         return None, None
     lo, hi = times[0], times[-1]
-    key = f"time-{camera_id}-{lo}-{hi}"  # new bounds, fresh slider
+    key = f"time-{hash((camera_id, lo, hi))}"  # new bounds, fresh slider
     if lo >= EPOCH_TIMESTAMP_MIN:
         bounds = _utc(math.floor(lo)), _utc(math.ceil(hi))
         low, high = st.sidebar.slider("Event time (UTC)", *bounds, value=bounds, key=key,
@@ -83,15 +108,15 @@ def _utc(timestamp: float) -> datetime:
 
 def sidebar_query(store: AlertStore, settings: DashboardSettings) -> AlertQuery:
     st.sidebar.header("Filters")
-    cameras = store.cameras()
+    cameras = [str(camera) for camera in store.cameras()]
     camera = st.sidebar.selectbox("Camera", [ANY, *cameras], key="camera")
     status = st.sidebar.selectbox("Status", [ANY, *ALERT_STATUSES], key="status")
     min_score = st.sidebar.number_input("Minimum severity (peak score)", value=None, step=0.5,
                                         placeholder="any", key="min_severity")
     camera_id = None if camera == ANY else camera
     since, until = time_range_filter(store, camera_id)
-    st.sidebar.caption(f"Store: `{settings.store_label}`  \nThreshold: {settings.threshold:g} · "
-                       f"refresh every {settings.refresh:g} s")
+    field(st.sidebar, "Store", settings.store_label)
+    st.sidebar.caption(f"Threshold: {settings.threshold:g} · refresh every {settings.refresh:g} s")
     return AlertQuery(camera_id=camera_id, status=None if status == ANY else status,
                       min_score=min_score, since=since, until=until, limit=settings.feed_rows + 1)
 
@@ -112,7 +137,7 @@ def render_feed(rows: list[FeedRow], selected: str | None, threshold: float) -> 
         with st.container(border=True, key=f"row-{row.alert_id}"):
             cells = st.columns(FEED_COLUMNS, vertical_alignment="center")
             cells[0].badge(f"{row.severity:.2f}", color=row.severity_color(threshold))
-            cells[1].markdown(f"**{row.camera_id}**")
+            plain(cells[1], row.camera_id)
             cells[2].markdown(f"{row.event_time}  \n:gray[raised {row.raised}]")
             cells[3].markdown(f"{row.duration}  \n:gray[{row.frames} frames]")
             if row.ongoing:
@@ -132,12 +157,12 @@ def valid_rows(alerts: list[Alert]) -> list[FeedRow]:
         except MalformedAlert as exc:
             problems.append(str(exc))
     if problems:
-        st.warning(f"{len(problems)} malformed alert record(s) skipped: " + "; ".join(problems[:3]),
-                   icon=":material/warning:")
+        notice(st, "warning", f"{len(problems)} malformed alert record(s) skipped:",
+               "; ".join(problems[:3]))
     return rows
 
 
-def alerts_view(settings: DashboardSettings, query: AlertQuery) -> None:
+def alerts_view(settings: DashboardSettings, query: AlertQuery, operator: str) -> None:
     @st.fragment(run_every=settings.refresh)
     def live_alerts() -> None:
         try:
@@ -149,9 +174,9 @@ def alerts_view(settings: DashboardSettings, query: AlertQuery) -> None:
         if not alerts:
             filtered = any(v is not None for v in (query.camera_id, query.status, query.min_score,
                                                    query.since, query.until))
-            st.info("No alert matches these filters." if filtered else
-                    "No alerts yet: the store is empty. Alerts appear here as soon as the "
-                    "pipeline raises them (`vad run VIDEO --store URL`).", icon=":material/info:")
+            notice(st, "info", "No alert matches these filters." if filtered else
+                   "No alerts yet: the store is empty. Alerts appear here as soon as the "
+                   "pipeline raises them (`vad run VIDEO --store URL`).")
             return
         rows = valid_rows(alerts[:settings.feed_rows])
         chosen = st.session_state.get("selected_alert")
@@ -164,42 +189,49 @@ def alerts_view(settings: DashboardSettings, query: AlertQuery) -> None:
             render_feed(rows, selected, settings.threshold)
         with detail:
             if selected is not None:
-                alert_detail(store, selected, settings)
+                alert_detail(store, selected, settings, operator)
 
     live_alerts()
 
 
-# --- alert detail ------------------------------------------------------------------------------
+# --- alert detail: one function per section ----------------------------------------------------
 
-def alert_detail(store: AlertStore, alert_id: str, settings: DashboardSettings) -> None:
+def alert_detail(store: AlertStore, alert_id: str, settings: DashboardSettings,
+                 operator: str) -> None:
     try:
         alert = store.get(alert_id)
         if alert is None:
-            st.info(f"Alert `{alert_id}` is not in the store.", icon=":material/info:")
+            notice(st, "info", "No alert with this id is in the store:", alert_id)
             return
         row = feed_row(alert)
     except MalformedAlert as exc:
-        st.error(f"This alert record is malformed and cannot be shown: {exc}",
-                 icon=":material/error:")
+        notice(st, "error", "This alert record is malformed and cannot be shown:", exc)
         return
     except Exception as exc:  # noqa: BLE001
         show_failure(settings.store_label, exc)
         return
-    st.subheader(f"{row.camera_id} · frames {alert.start_frame}–{alert.end_frame}")
+    alert_header(alert, row, settings)
+    show_evidence(alert)
+    predicted_class(alert)
+    show_clip(store, alert, settings)
+    timeline(store, alert, row, settings)
+    reasoning(alert)
+    triage_status(alert)
+    triage_form(alert, settings, operator)
+
+
+def alert_header(alert: Alert, row: FeedRow, settings: DashboardSettings) -> None:
+    st.subheader(f"Frames {row.start_frame}–{row.end_frame}")
+    plain(st, f"Camera {row.camera_id} · alert {row.alert_id}")
     badges = st.container(horizontal=True)
     badges.badge(f"severity {row.severity:.2f}", color=row.severity_color(settings.threshold))
     badges.badge(row.status, color=STATUS_COLORS[row.status])
     badges.badge(row.event_time, color="gray")
     badges.badge(f"{row.duration} ({row.frames} frames)", color="gray")
-    if alert.ongoing:
+    if row.ongoing:
         badges.badge("ongoing", icon=":material/radio_button_checked:", color="red")
-    elif alert.close_reason not in ("", "end"):
-        badges.badge(f"closed: {alert.close_reason}", color="gray")
-    show_evidence(alert)
-    predicted_class(alert)
-    timeline(store, alert, settings)
-    reasoning(alert)
-    triage_form(alert, settings)
+    elif alert.close_reason in CLOSE_REASONS and alert.close_reason != "end":
+        badges.badge(f"closed: {alert.close_reason}", color="gray")  # a fixed word, not data
 
 
 def show_evidence(alert: Alert) -> None:
@@ -209,7 +241,7 @@ def show_evidence(alert: Alert) -> None:
     try:
         image, caption = evidence_image(alert)
     except VadError as exc:
-        st.warning(f"No evidence image: {exc}.", icon=":material/hide_image:")
+        notice(st, "warning", "No evidence image:", exc)
         return
     st.image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), caption=caption, width="stretch")
 
@@ -225,19 +257,45 @@ def show_reference_pair(alert: Alert) -> None:
         column.image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), caption=caption, width="stretch")
 def predicted_class(alert: Alert) -> None:
     """The anomaly class a scorer named for the event (e.g. vadclip's "Fighting")."""
-    if alert.label:
-        st.markdown(f"**Predicted class:** {alert.label} "
-                    f"(confidence {alert.label_confidence:.0%})")
-
-
-def timeline(store: AlertStore, alert: Alert, settings: DashboardSettings) -> None:
-    pad = max(TIMELINE_PAD, alert.end_frame - alert.start_frame)
-    series = store.scores(alert.camera_id, alert.start_frame - pad, alert.end_frame + pad)
-    if len(series.scores) == 0:
-        st.info("No score timeline was recorded around this alert.", icon=":material/info:")
+    if not alert.label:
         return
-    chart = score_timeline(series, settings.threshold, [(alert.start_frame, alert.end_frame)],
-                           alert.peak_frame, height=180)
+    confidence = alert.label_confidence
+    shown = (f"{alert.label} (confidence {confidence:.0%})"
+             if isinstance(confidence, (int, float)) else str(alert.label))
+    field(st, "Predicted class", shown)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def clip_bytes(store_json: str, alert_id: str, sha256: str) -> bytes | None:
+    """A clip's video, read once per clip (not at every refresh of the feed)."""
+    clip = get_store(store_json).clip(alert_id)
+    return None if clip is None or clip.info.sha256 != sha256 else clip.data
+
+
+def show_clip(store: AlertStore, alert: Alert, settings: DashboardSettings) -> None:
+    """The event clip, pre-roll included, when the pipeline recorded one."""
+    info = store.clip_info(alert.id)
+    data = info and clip_bytes(settings.store.model_dump_json(), alert.id, info.sha256)
+    if not data:
+        st.caption("No event clip for this alert.")
+        return
+    st.video(data, format="video/mp4")
+    st.caption(f"Event clip: frames {int(info.first_frame)}–{int(info.last_frame)} "
+               f"({int(info.frames)} frames, {float(info.duration_s):.1f} s, "
+               f"{int(info.size) / 1024:.0f} KB), pre-roll included")
+    st.download_button("Download clip", data, file_name="alert-clip.mp4",
+                       mime="video/mp4", key=f"clip-{alert.id}", icon=":material/download:")
+
+
+def timeline(store: AlertStore, alert: Alert, row: FeedRow,
+             settings: DashboardSettings) -> None:
+    pad = max(TIMELINE_PAD, row.end_frame - row.start_frame)
+    series = store.scores(alert.camera_id, row.start_frame - pad, row.end_frame + pad)
+    if len(series.scores) == 0:
+        notice(st, "info", "No score timeline was recorded around this alert.")
+        return
+    chart = score_timeline(series, settings.threshold, [(row.start_frame, row.end_frame)],
+                           row.peak_frame, height=180)
     st.altair_chart(chart, width="stretch")
     st.caption(f"Score around the event (shaded); dashed line: threshold {settings.threshold:g}.")
 
@@ -245,40 +303,59 @@ def timeline(store: AlertStore, alert: Alert, settings: DashboardSettings) -> No
 def reasoning(alert: Alert) -> None:
     fields = (("Explanation", alert.explanation), ("Broken rule", alert.rule),
               ("Motion", alert.motion_description), ("Objects", alert.objects))
-    present = [(label, str(text)) for label, text in fields if text]
+    present = [(name, text) for name, text in fields if text]
     if not present:
         st.caption("No explanation: the reasoning stage did not describe this alert.")
-    for label, text in present:
-        st.markdown(f"**{label}:** {text}")
+    for name, text in present:
+        field(st, name, text)
 
 
-def apply_triage(store_json: str, alert_id: str, status: str) -> None:
+def triage_status(alert: Alert) -> None:
+    """Who set the status, when, and their note, as the store has them."""
+    if not alert.status_by:
+        return
+    when = (format_age(alert.status_at) if isinstance(alert.status_at, (int, float))
+            and alert.status_at > 0 else "at an unknown time")
+    plain(st, f"{alert.status} by {alert.status_by}, {when}")
+
+
+def apply_triage(settings: DashboardSettings, alert_id: str, status: str, operator: str) -> None:
     note = st.session_state.get(f"note-{alert_id}", "") or ""
     try:
-        get_store(store_json).set_status(alert_id, status, note)
-        st.session_state.triage_message = (alert_id, "success",
-                                           f"Alert {alert_id} marked {status}.")
+        store = get_store(settings.store.model_dump_json())
+        store.set_status(alert_id, status, note, by=operator)
     except Exception as exc:  # noqa: BLE001
         log.warning("dashboard: set_status failed: %s", exc)
-        st.session_state.triage_message = (alert_id, "error",
-                                           f"Could not update alert {alert_id}: {exc}")
+        st.session_state.triage_message = (alert_id, "error", "Could not update this alert:",
+                                           redacted_text(str(exc)))
+        return
+    st.session_state.triage_message = (alert_id, "success", f"Marked {status}.", None)
+    try:
+        outputs = get_outputs(settings.outputs.model_dump_json(), settings.kafka.model_dump_json())
+        if outputs:
+            outputs.status_changed(store.get(alert_id))
+    except Exception as exc:  # noqa: BLE001 - the triage is stored; say what did not go out
+        log.warning("dashboard: publishing the triage failed: %s", exc)
+        st.session_state.triage_message = (alert_id, "warning",
+                                           f"Marked {status}, but it could not be published:",
+                                           redacted_text(str(exc)))
 
 
-def triage_form(alert: Alert, settings: DashboardSettings) -> None:
+def triage_form(alert: Alert, settings: DashboardSettings, operator: str) -> None:
     with st.form(key=f"triage-{alert.id}"):
-        st.text_area("Operator note", value=alert.note or "", key=f"note-{alert.id}",
+        st.text_area("Operator note", value=str(alert.note or ""), key=f"note-{alert.id}",
                      placeholder="What was it? Who was told?", height=80)
         buttons = st.container(horizontal=True)
         for status, label in TRIAGE_ACTIONS:
             with buttons:
                 st.form_submit_button(label, key=f"{status}-{alert.id}", on_click=apply_triage,
-                                      args=(settings.store.model_dump_json(), alert.id, status),
+                                      args=(settings, alert.id, status, operator),
                                       disabled=alert.status == status)
     # The outcome of this viewer's last action on this alert stays until they act again.
     message = st.session_state.get("triage_message")
     if message is not None and message[0] == alert.id:
-        _, kind, text = message
-        (st.success if kind == "success" else st.error)(text)
+        _, kind, text, detail = message
+        notice(st, kind, text, detail)
 
 
 # --- camera overview ---------------------------------------------------------------------------
@@ -295,7 +372,7 @@ def cameras_view(settings: DashboardSettings) -> None:
             show_failure(settings.store_label, exc)
             return
         if not cameras:
-            st.info("No camera has reported scores or alerts yet.", icon=":material/info:")
+            notice(st, "info", "No camera has reported scores or alerts yet.")
             return
         for camera in cameras:
             try:
@@ -311,7 +388,8 @@ def camera_panel(store: AlertStore, camera: str, alerts: list[Alert],
                  settings: DashboardSettings, status: CameraStatus | None = None) -> None:
     series = store.scores(camera)
     with st.container(border=True):
-        st.subheader(camera)
+        st.caption("Camera")
+        plain(st, camera)
         if status is not None:
             camera_status(status)
         metrics = st.columns(4)
@@ -336,16 +414,22 @@ def camera_panel(store: AlertStore, camera: str, alerts: list[Alert],
 
 
 def camera_status(status: CameraStatus) -> None:
-    """A live camera's connection: its state since when, its last error and its gaps."""
-    badges = st.container(horizontal=True)
-    badges.badge(status.state, color=CAMERA_STATE_COLORS[status.state])
-    badges.badge(f"since {format_timestamp(status.since)}", color="gray")
-    gaps = f"{status.gap_count} gap(s), {status.total_gap_s:.1f} s in all"
-    if status.gaps:
-        gaps += " · latest: " + ", ".join(f"{gap.seconds:.1f} s" for gap in status.gaps[-3:])
-    st.caption(f"{status.source} · {status.reconnects} reconnection(s) · {gaps}")
+    """A live camera's connection: its state since when, its last error and its gaps. The
+    status comes from the store: every field is checked or shown as plain text."""
+    if status.state in CAMERA_STATES:
+        badges = st.container(horizontal=True)
+        badges.badge(status.state, color=CAMERA_STATE_COLORS[status.state])
+        if isinstance(status.since, (int, float)):
+            badges.badge(f"since {format_timestamp(status.since)}", color="gray")
+    try:
+        gaps = f"{status.gap_count} gap(s), {status.total_gap_s:.1f} s in all"
+        if status.gaps:
+            gaps += " · latest: " + ", ".join(f"{gap.seconds:.1f} s" for gap in status.gaps[-3:])
+    except (TypeError, ValueError, AttributeError):
+        gaps = "gaps unreadable"
+    plain(st, f"{status.source} · {status.reconnects} reconnection(s) · {gaps}")
     if status.last_error:
-        st.caption(f"Last error: {status.last_error}")
+        plain(st, f"Last error: {status.last_error}")
 
 
 # --- page --------------------------------------------------------------------------------------
@@ -353,14 +437,19 @@ def camera_status(status: CameraStatus) -> None:
 def main() -> None:
     st.set_page_config(page_title="vad · security dashboard", page_icon=":material/videocam:",
                        layout="wide")
+    redact_logs()
     st.title("Security alerts")
     try:
         settings = DashboardSettings.from_env()
+        operator = signed_in_operator(settings)
     except VadError as exc:
-        st.error(f"Bad dashboard settings: {exc}", icon=":material/error:")
+        notice(st, "error", "Bad dashboard settings:", redacted_text(str(exc)))
         return
+    if operator is None:
+        return  # the sign-in form (or the refusal) is all there is
     if "selected_alert" not in st.session_state and "alert" in st.query_params:
         st.session_state.selected_alert = st.query_params["alert"]
+    operator_badge(operator)
     try:
         query = sidebar_query(get_store(settings.store.model_dump_json()), settings)
     except Exception as exc:  # noqa: BLE001
@@ -368,7 +457,7 @@ def main() -> None:
         return
     alerts_tab, cameras_tab = st.tabs(["Alerts", "Cameras"])
     with alerts_tab:
-        alerts_view(settings, query)
+        alerts_view(settings, query, operator)
     with cameras_tab:
         cameras_view(settings)
 

@@ -34,9 +34,12 @@ def decode_evidence(data: object, what: str, flags: int) -> np.ndarray:
 def evidence_image(alert: Alert) -> tuple[np.ndarray, str]:
     """(BGR image, caption): the keyframe with the heatmap (any resolution) overlaid and the
     hottest region boxed, or the bare keyframe with the reason when the heatmap is unusable.
-    VadError when the keyframe itself is missing or unreadable."""
+    VadError when the keyframe itself is missing or unreadable. The caption holds only the
+    app's words and numbers, never stored text."""
     keyframe = decode_evidence(alert.keyframe_jpeg, "keyframe", cv2.IMREAD_COLOR)
-    caption = f"Keyframe (frame {alert.peak_frame})"
+    peak = alert.peak_frame
+    caption = (f"Keyframe (frame {peak})" if isinstance(peak, int) and not isinstance(peak, bool)
+               else "Keyframe")
     try:
         heatmap = decode_evidence(alert.heatmap_png, "heatmap", cv2.IMREAD_GRAYSCALE)
     except VadError as exc:

@@ -24,6 +24,9 @@ class MalformedAlert(ValueError):
 class FeedRow:
     alert_id: str
     camera_id: str
+    start_frame: int
+    end_frame: int
+    peak_frame: int
     severity: float
     event_time: str
     duration: str
@@ -52,14 +55,17 @@ def feed_row(alert: Alert, now: float | None = None) -> FeedRow:
     if alert.status not in ALERT_STATUSES:
         raise MalformedAlert(f"alert {alert.id!r}: unknown status {alert.status!r}")
     start, end = _number(alert, "start_time"), _number(alert, "end_time")
-    frames = int(_number(alert, "end_frame") - _number(alert, "start_frame")) + 1
+    first, last = int(_number(alert, "start_frame")), int(_number(alert, "end_frame"))
     return FeedRow(
-        alert_id=alert.id,
+        alert_id=str(alert.id),
         camera_id=alert.camera_id,
+        start_frame=first,
+        end_frame=last,
+        peak_frame=int(_number(alert, "peak_frame")),
         severity=_number(alert, "peak_score"),
         event_time=format_timestamp(start),
         duration=f"{max(0.0, end - start):.1f} s" + (" so far" if alert.ongoing else ""),
-        frames=frames,
+        frames=last - first + 1,
         status=alert.status,
         raised=format_age(_number(alert, "created_at"), now),
         ongoing=alert.ongoing,

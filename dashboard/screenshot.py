@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -36,14 +36,16 @@ IMPORT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
-def serve(store: str, port: int | None = None, refresh: float = 5.0,
-          timeout: float = 60.0) -> Iterator[str]:
-    """Run `vad dashboard` on 127.0.0.1 until the block ends; yields its base URL."""
+def serve(store: str, port: int | None = None, refresh: float = 5.0, timeout: float = 60.0,
+          args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Run `vad dashboard` on 127.0.0.1 (with more `args`, e.g. a --config) until the block
+    ends; yields its base URL."""
     port = port or free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(IMPORT_ROOT),
-                                                                    os.environ.get("PYTHONPATH")]))}
+    env = {**(os.environ if env is None else env),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(IMPORT_ROOT),
+                                                       os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "vad.cli", "dashboard", "--store", store,
-               "--port", str(port), "--refresh", str(refresh)]
+               "--port", str(port), "--refresh", str(refresh), *args]
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -137,6 +139,33 @@ def click_button(driver, label: str, timeout: float = 60.0) -> None:
     WebDriverWait(driver, timeout, poll_frequency=0.25).until(clicked)
 
 
+def wait_for_videos(driver, timeout: float = 60.0) -> int:
+    """Wait until every <video> on the page has its first frame (readyState >= 2); returns
+    how many there are."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    script = ("const v = [...document.querySelectorAll('video')];"
+              "return v.length && v.every(e => e.readyState >= 2) ? v.length : 0;")
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.25).until(
+            lambda d: d.execute_script(script))
+    except TimeoutException:
+        states = driver.execute_script(
+            "return [...document.querySelectorAll('video')].map(e => [e.readyState, "
+            "e.error && e.error.message]);")
+        raise VadError(f"the clip did not load within {timeout:.0f} s: {states}") from None
+
+
+def type_into(driver, label: str, text: str) -> None:
+    """Type into the text input labelled `label` (Streamlit sets it as aria-label)."""
+    from selenium.webdriver.common.by import By
+
+    field = driver.find_element(By.CSS_SELECTOR, f"input[aria-label='{label}']")
+    field.clear()
+    field.send_keys(text)
+
+
 def page_url(base: str, alert_id: str | None = None) -> str:
     return f"{base}/?alert={quote(alert_id, safe='')}" if alert_id else base
 
@@ -149,11 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tab", choices=["Alerts", "Cameras"], default="Alerts")
     parser.add_argument("--width", type=int, default=1600)
     parser.add_argument("--height", type=int, default=1700)
+    parser.add_argument("--clip", action="store_true", help="wait for the alert's clip to load")
     args = parser.parse_args(argv)
     with serve(args.store) as base, headless_chromium(args.width, args.height) as driver:
         driver.get(page_url(base, args.alert))
         wait_for_text(driver, "Alert feed")
         wait_for_text(driver, "Operator note")
+        if args.clip:
+            wait_for_videos(driver)
         if args.tab != "Alerts":
             open_tab(driver, args.tab)
             wait_for_text(driver, "Last frame seen")

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vad.config import VadConfig, validated
-from vad.config.sections import StoreConfig
+from vad.config.auth import DashboardAuthConfig
+from vad.config.outputs import OutputsConfig
+from vad.config.sections import KafkaConfig, StoreConfig
 from vad.errors import VadError
 from vad.stores import redacted
 
@@ -21,6 +23,11 @@ class DashboardSettings:
     threshold: float  # drawn on the score timelines (fused, normalised score units)
     refresh: float  # seconds between feed refreshes; the camera overview: 3x this
     feed_rows: int
+    auth: DashboardAuthConfig = field(default_factory=DashboardAuthConfig)
+    host: str = "127.0.0.1"  # the address `vad dashboard` was told to bind
+    # Where acknowledgements are published, as the pipeline publishes alerts.
+    outputs: OutputsConfig = field(default_factory=OutputsConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
 
     @property
     def store_label(self) -> str:
@@ -31,7 +38,8 @@ class DashboardSettings:
     def from_config(cls, config: VadConfig) -> DashboardSettings:
         dashboard = config.dashboard
         threshold = config.events.threshold if dashboard.threshold is None else dashboard.threshold
-        return cls(config.store, threshold, dashboard.refresh, dashboard.feed_rows)
+        return cls(config.store, threshold, dashboard.refresh, dashboard.feed_rows,
+                   dashboard.auth, dashboard.host, config.outputs, config.kafka)
 
     @staticmethod
     def to_env(config: VadConfig) -> dict[str, str]:

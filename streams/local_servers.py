@@ -72,20 +72,24 @@ class KafkaBroker:
 
 
 class RedisServer:
-    """redis-server with an fsynced append-only file, so that a restart keeps the data."""
+    """redis-server with an fsynced append-only file, so that a restart keeps the data; with
+    `password`, clients must authenticate (`url` carries it)."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, password: str | None = None):
         self.directory = directory
+        self.password = password
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
         self.start()
 
     def start(self) -> None:
+        auth = ["--requirepass", self.password] if self.password else []
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always",
-             "--save", "", "--daemonize", "no", "--loglevel", "warning"],
+             "--save", "", "--daemonize", "no", "--loglevel", "warning", *auth],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, self.process)
 

@@ -74,6 +74,9 @@ def test_vad_commands_parse_and_point_at_the_services(compose):
     dashboard = vad_argv(services["dashboard"])
     assert dashboard[0] == "dashboard"
     assert urlparse(option(dashboard, "--store")).hostname == "redis"
+    # Exposed on 0.0.0.0, it needs operators' hashes from the host's environment.
+    assert "--no-auth" not in dashboard
+    assert services["dashboard"]["environment"]["VAD_DASHBOARD_USERS"] == "${VAD_DASHBOARD_USERS:-}"
     for name, service in services.items():
         if name in ("kafka", "redis"):
             continue

@@ -67,6 +67,26 @@ def test_config_show_prints_every_section_and_reads_back(capsys):
     assert yaml.safe_load(commented) == shown  # the comments do not change the YAML
 
 
+def test_config_show_lists_the_outputs_clip_and_auth_settings(capsys):
+    """What an operator sets up for issue 18, each with its description; a webhook's key is
+    named by its environment variable, never shown."""
+    assert main(["config", "show", "--set", "outputs.targets=[{kind: kafka, topic: alerts}, "
+                 "{kind: webhook, url: 'https://soc.example.org/vad'}]"]) == 0
+    shown = capsys.readouterr().out
+    plain = yaml.safe_load(shown)
+    assert plain["outputs"]["targets"][1]["secret_env"] == "VAD_WEBHOOK_SECRET"
+    assert set(plain["outputs"]) >= {"targets", "dashboard_url", "queue_dir", "queue_max_mb",
+                                     "retry_initial_s", "retry_max_s"}
+    assert set(plain["clips"]) >= {"enabled", "pre_roll_s", "max_seconds", "max_mb",
+                                   "max_width", "crf"}
+    assert set(plain["store"]["retention"]) == {"max_age_days", "max_mb"}
+    assert set(plain["dashboard"]["auth"]) >= {"users", "oidc", "disabled"}
+    for description in ("seconds before the event that the clip starts with",
+                        "total size of the clips kept", "folder of the per-target delivery queues",
+                        "# Who may use the dashboard."):
+        assert description in shown, description
+
+
 def test_camera_sections_are_merged_over_the_global_ones():
     config = load_config(None, [
         "events.min_duration=7", "scorers=[{name: frame-diff, weight: 2}]",

@@ -19,7 +19,7 @@ LAYERS = [
     ("data", ["vad.data", "vad.data.patrol", "vad.data.patrol_synth"]),
     ("models", ["models", "models.patrol"]),
     ("reasoning", ["reasoning"]),
-    ("engine parts", ["vad.events", "vad.fusion", "vad.stores"]),
+    ("engine parts", ["vad.events", "vad.fusion", "vad.stores", "vad.outputs", "vad.clips"]),
     ("pipeline", ["vad.pipeline"]),
     ("services", ["vad.serve", "vad.evaluation", "vad.weak_eval", "vad.cameras", "vad.vane",
                   "vad.patrol"]),

@@ -8,7 +8,7 @@ from vad.cli import main
 from vad.config import load_config
 from vad.errors import VadError
 from vad.evidence import decode_image
-from vad.pipeline import Pipeline
+from vad.pipeline import OnChange, Pipeline
 from vad.stores import open_store
 from vad.types import Explanation
 
@@ -89,7 +89,7 @@ def test_an_alert_is_stored_ongoing_updated_then_closed(setup, tmp_path):
         "events.update_interval_s=0"])
     seen = []
     with open_store(f"sqlite:///{tmp_path}/b.db") as store:
-        pipeline = Pipeline.from_config(config, store, listeners=[seen.append])
+        pipeline = Pipeline.from_config(config, store, listeners=[OnChange(seen.append)])
         stored_while = {}
         for frame in open_source(test):
             changes = pipeline.process(frame)
@@ -148,7 +148,8 @@ def test_run_errors_are_one_line_without_traceback(tmp_path, capsys):
     video = write_video(tmp_path / "v.mp4", moving_square(n=5))
     assert main(["run", str(video), "--store", f"{tmp_path}/x.db"]) == 2
     assert "has no checkpoint: train one with `vad fit" in capsys.readouterr().err
-    assert main(["run", str(video), "--checkpoint", str(tmp_path)]) == 2
+    assert main(["run", str(video), "--checkpoint", str(tmp_path),
+                 "--store", f"{tmp_path}/x.db"]) == 2
     assert "not a checkpoint" in capsys.readouterr().err
 
 

@@ -45,10 +45,14 @@ def store(request, tmp_path):
 def test_put_is_idempotent_and_keeps_operator_fields(store):
     alert = make_alert()
     assert store.put(alert) is True
-    store.set_status(alert.id, "acknowledged", "seen it")
+    before = time.time()
+    store.set_status(alert.id, "acknowledged", "seen it", by="alice")
+    after = time.time()
     assert store.put(make_alert(end_frame=40, created_at=alert.created_at + 60)) is False
     stored = store.get(alert.id)
     assert (stored.end_frame, stored.status, stored.note) == (40, "acknowledged", "seen it")
+    # Who triaged it and when survive re-processing too.
+    assert stored.status_by == "alice" and before <= stored.status_at <= after
     assert stored.created_at == pytest.approx(alert.created_at)
     assert stored.keyframe_jpeg == alert.keyframe_jpeg and stored.heatmap_png == alert.heatmap_png
     assert store.get("nope:1") is None
@@ -256,8 +260,9 @@ def test_an_alert_hash_of_the_previous_release_reads_with_defaults(redis_server,
     with redis_store(redis_server.url, spool=str(tmp_path / "s.sqlite")) as store:
         store.put(make_alert())
         client = redis_client.Redis.from_url(redis_server.url)
-        client.hdel("vad:alert:cam1:10", "boxes", "label", "label_confidence", "reference_frame",
-                    "reference_jpeg")
+        client.hdel("vad:alert:cam1:10", "boxes", "label", "label_confidence", "status_by",
+                    "reference_frame", "reference_jpeg")
         old = store.get("cam1:10")
     assert old.boxes == () and old.label == "" and old.label_confidence == 0.0
+    assert old.status_by == ""  # nobody recorded before operators signed in
     assert (old.reference_frame, old.reference_jpeg) == (-1, None)

@@ -85,6 +85,7 @@ def test_a_vad_db_of_release_0_1_0_is_migrated_and_read(tmp_path):
     with open_store(f"sqlite:///{db}") as store:
         old = store.get("cam1:30")
         assert (old.status, old.note, old.rule) == ("acknowledged", "checked on site", "no bicycles")
+        assert (old.status_by, old.status_at) == ("", 0.0)  # who triaged: not recorded then
         assert old.keyframe_jpeg.startswith(b"\xff\xd8") and old.boxes == () and old.label == ""
         assert (old.reference_frame, old.reference_jpeg) == (-1, None)
         assert (old.lifecycle, old.close_reason) == ("closed", "")  # before the lifecycle

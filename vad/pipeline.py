@@ -11,8 +11,8 @@ frames, re-stored while it lasts (end, peak, evidence at the peak so far; at mos
 are in (again at the close if the peak moved), and stored `closed` at the event's end, after
 `events.max_duration_s`, after an `events.idle_s` gap in the camera's frames, or at the end
 of its stream. Every step is one `AlertChange` passed through `Pipeline._emit`, the one place
-that writes alerts to the store and then calls the listeners (`Pipeline(listeners=...)`):
-the hook for alert outputs.
+that writes alerts to the store and then tells the listeners (`Pipeline(listeners=...)`,
+`PipelineListener`): the hook of the event clips and the alert outputs (`alert_listeners`).
 
 A camera's whole state (scoring sessions, normalisers, smoother, open event, evidence, open
 alert) is `Pipeline.state(camera)`, a tree for `vad.snapshots.pack`, and comes back with
@@ -114,7 +114,55 @@ class AlertChange:
     alert: Alert
 
 
-AlertListener = Callable[[AlertChange], None]
+class PipelineListener(Protocol):
+    """What the pipeline tells its listeners, in the thread that caused it: each frame as it
+    arrives, before it is scored (`frame`); each alert change once the store has it
+    (`changed`; `explained` comes from the reasoner's thread); a camera's state dropped
+    (`forget`: its stream ended, its partition moved, it was evicted); the end (`close`, after
+    the last explanation). A listener that raises is logged and the pipeline goes on."""
+
+    def frame(self, frame: Frame) -> None: ...
+
+    def changed(self, change: AlertChange) -> None: ...
+
+    def forget(self, camera_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class OnChange:
+    """A listener of alert changes only: `OnChange(callback)`, called with each change."""
+
+    def __init__(self, callback: Callable[[AlertChange], None]):
+        self.callback = callback
+
+    def frame(self, frame: Frame) -> None:
+        pass
+
+    def changed(self, change: AlertChange) -> None:
+        self.callback(change)
+
+    def forget(self, camera_id: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def alert_listeners(config: VadConfig, store: AlertStore) -> list[PipelineListener]:
+    """The listeners of a deployed pipeline (`vad run`, `vad serve`): the event clips, then the
+    configured alert outputs (after the clips: a closed alert's event links its clip)."""
+    from vad.clips import EventClips
+    from vad.outputs import build_outputs
+
+    def alert_delay(camera_id: str) -> int:
+        """Frames at most between an event's first frame and its alert opening: the event
+        must last min_duration frames, each scored after up to a batch of frames arrived."""
+        settings = config.camera(camera_id)
+        return settings.events.min_duration + settings.window.batch
+
+    clips = EventClips(config.clips, store, alert_delay)
+    return [clips, build_outputs(config.outputs, config.kafka, store)]
 
 
 @dataclass
@@ -156,7 +204,7 @@ of per-frame predictions, e.g. `vad patrol run --out`)."""
 
 class Pipeline:
     def __init__(self, config: VadConfig, store: AlertStore, scorers: ScorerCache,
-                 reasoner: Reasoner | None = None, listeners: Iterable[AlertListener] = (),
+                 reasoner: Reasoner | None = None, listeners: Iterable[PipelineListener] = (),
                  observer: FrameObserver | None = None):
         self.config, self.store, self.scorers = config, store, scorers
         self.listeners, self.observer = list(listeners), observer
@@ -170,7 +218,7 @@ class Pipeline:
     @classmethod
     def from_config(cls, config: VadConfig, store: AlertStore,
                     reasoner: Reasoner | None = None,
-                    listeners: Iterable[AlertListener] = (),
+                    listeners: Iterable[PipelineListener] = (),
                     observer: FrameObserver | None = None) -> Pipeline:
         """Scorers from their checkpoints, on the configured device."""
         return cls(config, store, ScorerCache(config.device), reasoner, listeners, observer)
@@ -190,6 +238,7 @@ class Pipeline:
         if camera.last_timestamp is not None and \
                 frame.timestamp - camera.last_timestamp >= camera.settings.events.idle_s:
             changes += self._finish(camera, cid, "idle")
+        self._tell("frame", frame)  # after an idle close: the frame is not of that alert
         camera.last_timestamp = frame.timestamp
         camera.arrived.append(frame)
         for slot in camera.slots:
@@ -218,10 +267,12 @@ class Pipeline:
         stream ended); with `close_reason`, its open alert is closed as it was last stored
         (after an error its state cannot be trusted to finish it)."""
         camera = self._cameras.pop(camera_id, None)
-        if camera is None or camera.alert is None or close_reason is None:
-            return []
-        return [self._emit("closed", replace(camera.alert, lifecycle="closed",
-                                             close_reason=close_reason))]
+        changes = []
+        if camera is not None and camera.alert is not None and close_reason is not None:
+            changes.append(self._emit("closed", replace(camera.alert, lifecycle="closed",
+                                                        close_reason=close_reason)))
+        self._tell("forget", camera_id)
+        return changes
 
     def state(self, camera_id: str) -> dict[str, Any] | None:
         """The camera's whole state (for `vad.snapshots.pack`); its pending scores are
@@ -276,8 +327,9 @@ class Pipeline:
         camera.written_at, camera.explained_peak = state["written_at"], state["explained_peak"]
 
     def close(self) -> None:
-        """Wait for pending explanations to be stored."""
+        """Wait for pending explanations to be stored, then close the listeners."""
         self._explainer.close()
+        self._tell("close")
 
     def _camera(self, camera_id: str) -> _Camera:
         if camera_id not in self._cameras:
@@ -440,12 +492,15 @@ class Pipeline:
                 self.store.explain(alert)
             else:
                 self.store.put(alert)
-            for listener in self.listeners:
-                try:
-                    listener(change)
-                except Exception:  # an output failing must not stop the pipeline
-                    log.exception("alert listener %r failed on %s %s", listener, kind, alert.id)
+            self._tell("changed", change)
         return change
+
+    def _tell(self, method: str, *args: Any) -> None:
+        for listener in self.listeners:
+            try:
+                getattr(listener, method)(*args)
+            except Exception:  # a clip or an output failing must not stop the pipeline
+                log.exception("pipeline listener %r failed in %s", listener, method)
 
     def _flush_scores(self, camera: _Camera, camera_id: str) -> None:
         if camera.score_rows:

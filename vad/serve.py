@@ -35,7 +35,7 @@ from streams.messages import (H_ERROR, H_ERROR_DETAIL, H_ORIGIN, EndOfStream, Me
                               decode_message)
 from vad.config.sections import KafkaConfig, ServeConfig
 from vad.errors import VadError
-from vad.pipeline import AlertChange, Pipeline
+from vad.pipeline import AlertChange, OnChange, Pipeline
 from vad.snapshots import SnapshotError, pack, unpack
 from vad.stores.base import StoreUnavailableError
 from vad.types import Frame
@@ -237,7 +237,7 @@ class StreamWorker:
         self._consumer = None
         self._producer = None
         self._admin = None
-        pipeline.listeners.append(self._on_change)
+        pipeline.listeners.append(OnChange(self._on_change))
 
     def stop(self) -> None:
         """Finish the frames in flight, commit and leave the group (safe from a signal handler)."""

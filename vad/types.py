@@ -243,6 +243,8 @@ class Alert:
     reference_frame: int = -1
     reference_jpeg: bytes | None = None
     kind: str = "anomaly"  # one of ALERT_KINDS
+    status_by: str = ""  # the operator who last set the status (signed-in name or anonymous)
+    status_at: float = 0.0  # when (Unix time); 0 = never triaged
     # "ongoing" while the event lasts, then "closed" (alerts of older releases are closed).
     lifecycle: str = "closed"
     close_reason: str = ""  # one of CLOSE_REASONS once closed
@@ -328,3 +330,26 @@ class CameraStatus:
         if self.state not in CAMERA_STATES:
             raise ValueError(f"unknown camera state {self.state!r}; expected one of "
                              f"{', '.join(CAMERA_STATES)}")
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What is known of an alert's event clip without its bytes."""
+
+    alert_id: str
+    camera_id: str
+    first_frame: int  # the pre-roll's first frame
+    last_frame: int
+    frames: int
+    duration_s: float
+    size: int  # bytes
+    sha256: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class EventClip:
+    """An alert's event as a short H.264 MP4 (pre-roll included)."""
+
+    info: ClipInfo
+    data: bytes

@@ -44,8 +44,11 @@ def add_scorer_args(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> VadConfig:
     """The effective config: defaults, the file, `--set`, then the command's own flags (and
     `extra` dotted keys a command derives from its other arguments)."""
-    data = config_data(args.config, args.overrides)
+    # --scorer and --checkpoint say which scorers run; --set then tunes them (a --set on
+    # scorers.0 applies to the scorer --scorer names, not to one it replaced).
+    data = config_data(args.config)
     _apply_scorer_args(data, args)
+    data = config_data(None, args.overrides, data)
     flags = {name.removeprefix(CONFIG_DEST): value for name, value in vars(args).items()
              if name.startswith(CONFIG_DEST) and value is not None}
     for key, value in {**flags, **(extra or {})}.items():
@@ -80,6 +83,38 @@ def _apply_scorer_args(data: dict[str, Any], args: argparse.Namespace) -> None:
         except yaml.YAMLError:
             raise VadError(f"--param {pair!r}: the value is not YAML") from None
     data["scorers"] = entries
+
+
+def writable_dir(path: Path, what: str) -> Path:
+    """Make the output folder now, so a run that cannot write its result fails before the
+    work rather than after it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VadError(f"{path}: cannot write the {what} ({exc.strerror or exc})") from None
+    return path
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
+    return value
+
+
+def unit_fraction(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]")
+    return value
 
 
 def open_sources(config: VadConfig, specs: list[str], camera_ids: list[str | None]) -> list:

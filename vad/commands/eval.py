@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vad.commands.common import add_config_args, add_scorer_args, config_from_args, provenance
+from vad.commands.common import (add_config_args, add_scorer_args, config_from_args, provenance,
+                                 writable_dir)
 
 
 def register(subparsers) -> None:
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     benchmark = load_benchmark(args.dataset)
     name = "+".join(entry.name for entry in config.scorers)
-    out = args.out or Path("runs") / f"eval-{name}"
+    out = writable_dir(args.out or Path("runs") / f"eval-{name}", "report")
     _fit_missing(config, benchmark, out, args)
     slots = ScorerCache(config.device).slots(config)
     report = evaluate(slots, benchmark, config.postprocess, out, config.window.batch,

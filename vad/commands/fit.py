@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vad.commands.common import add_config_args, config_from_args, expand_sources, provenance
+from vad.commands.common import (add_config_args, config_from_args, expand_sources, provenance,
+                                 writable_dir)
 
 
 def register(subparsers) -> None:
@@ -50,11 +51,17 @@ def training_set(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from models import get_scorer
+    from models.base import LearningType
+    from vad.errors import VadError
 
     config = config_from_args(args)
     entry = config.scorers[0]
     training = training_set(args)
+    writable_dir(args.out, "checkpoint")
     scorer = get_scorer(entry.name, entry.params, config.device)
+    if args.anomalous and scorer.learning_type is LearningType.ONE_CLASS:
+        raise VadError(f"--anomalous: {entry.name} is one-class, it learns from normal videos "
+                       "only (anomalous ones are for weakly supervised scorers, e.g. vadclip)")
     # Scorers that train for long write periodic checkpoints here and resume from them.
     scorer.work_dir = args.out
     scorer.fit(training, progress=not args.no_progress)

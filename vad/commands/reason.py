@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from vad.commands.common import add_config_args, config_flag, config_from_args
+from vad.commands.common import (add_config_args, config_flag, config_from_args, positive_int,
+                                 unit_fraction)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,17 +36,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="robust reasoning: the LLM (--llm) double-checks frames decided normal")
     ev.add_argument("--score", choices=SCORES, default=pipeline.score,
                     help="final score: EWM of the per-frame values, or them as they are")
-    ev.add_argument("--alpha", type=float, default=smoothing.alpha, help="perception EMA alpha")
-    ev.add_argument("--window", type=int, default=smoothing.window,
+    ev.add_argument("--alpha", type=unit_fraction, default=smoothing.alpha,
+                    help="perception EMA alpha")
+    ev.add_argument("--window", type=positive_int, default=smoothing.window,
                     help="majority-vote window in frames")
     ev.add_argument("--threshold", default=str(smoothing.threshold),
                     help="perception threshold on the EMA, or video-mean (the reference "
                          "code's per-video mean, for its ablation)")
-    ev.add_argument("--span", type=int, default=smoothing.span, help="EWM span of the score")
+    ev.add_argument("--span", type=positive_int, default=smoothing.span,
+                    help="EWM span of the score")
     config_flag(ev, "--llm", key="reasoning.llm.spec",
                 help="for --deduction llm or --robust: transformers:DIR or openai:URL[#MODEL]")
     add_config_args(ev)
-    ev.add_argument("--limit", type=int, help="judge only the first N frames of each video")
+    ev.add_argument("--limit", type=positive_int,
+                    help="judge only the first N frames of each video")
     ev.add_argument("--videos", nargs="+", help="evaluate only these video ids")
     ev.add_argument("--plot", help="save a PNG of per-video scores and labels here")
     ev.set_defaults(func=run_eval)
@@ -53,14 +57,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _threshold(text: str) -> float | None:
+    import math
+
     from vad.errors import VadError
 
     if text == "video-mean":
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise VadError(f"--threshold {text!r}: expected a number or video-mean") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise VadError(f"--threshold {text!r}: expected a finite number or video-mean")
+    return value
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vad.cameras import run_cameras
     from vad.errors import VadError
-    from vad.pipeline import Pipeline
+    from vad.pipeline import Pipeline, alert_listeners
     from vad.stores import open_store, redacted
 
     config = config_from_args(args)
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     with open_store(config.store) as store:
         pipeline = Pipeline.from_config(config, store, reasoner)
+        pipeline.listeners += alert_listeners(config, store)  # event clips, alert outputs
         try:
             with _stopped_by_signals(stop):
                 result = run_cameras(sources, pipeline, store, stop,

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from vad.pipeline import Pipeline
+    from vad.pipeline import Pipeline, alert_listeners
     from vad.serve import StreamWorker
     from vad.stores import open_store
 
@@ -55,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     reasoner = build_reasoner_for(config)
     with open_store(config.store) as store:
-        worker = StreamWorker(Pipeline.from_config(config, store, reasoner), config.kafka,
-                              config.serve)
+        pipeline = Pipeline.from_config(config, store, reasoner)
+        pipeline.listeners += alert_listeners(config, store)  # event clips, alert outputs
+        worker = StreamWorker(pipeline, config.kafka, config.serve)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop())
         stats = worker.run()

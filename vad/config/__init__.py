@@ -18,6 +18,8 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError, model
 
 from vad.config.base import Section, shorthand
 from vad.config.patrol import PatrolConfig
+from vad.config.evidence import ClipConfig
+from vad.config.outputs import OutputsConfig
 from vad.config.reasoning import ReasoningConfig
 from vad.config.scorers import (FrameDiffEntry, ScorerEntry, SnippetEncoding, fixed_fields,
                                 params_model, scorer_entry)
@@ -72,6 +74,8 @@ class VadConfig(PipelineSettings):
     features: SnippetEncoding = Field(default_factory=SnippetEncoding, description=(
         "snippet embeddings written by `vad features` (the vadclip scorer's input)"))
     vane: VaneConfig = Field(default_factory=VaneConfig)
+    clips: ClipConfig = Field(default_factory=ClipConfig)
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     cameras: dict[CameraId, CameraConfig] = Field(default_factory=dict, description=(
         "per-camera sections, merged over the global scorers/window/postprocess/events/live"))
 
@@ -182,10 +186,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return loaded or {}
 
 
-def config_data(path: str | Path | None = None,
-                overrides: list[str] | None = None) -> dict[str, Any]:
-    """The YAML file with `KEY=VALUE` overrides applied (dotted keys), not validated yet."""
-    data = _read_yaml(Path(path)) if path is not None else {}
+def config_data(path: str | Path | None = None, overrides: list[str] | None = None,
+                data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The YAML file (or `data`) with `KEY=VALUE` overrides applied (dotted keys), not
+    validated yet."""
+    if data is None:
+        data = _read_yaml(Path(path)) if path is not None else {}
     for assignment in overrides or []:
         _apply_override(data, assignment)
     return data
@@ -225,15 +231,22 @@ def validated(model: type[Section], data: Any, where: str) -> Any:
 
 def validation_message(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    location = ".".join(str(part) for part in first["loc"]
-                        if not (isinstance(part, str) and part in _UNION_TAGS))
+    loc = first["loc"]
+    location = ".".join(str(part) for i, part in enumerate(loc)
+                        if not (i and part in _UNION_TAGS and _tagged(loc[i - 1])))
     message = first["msg"].removeprefix("Value error, ")
     return f"{location}: {message}" if location else message
 
 
-# Discriminated unions name the chosen member in error locations; users never wrote it.
+# Discriminated unions name the chosen member in error locations, right after the union's
+# field (a scorers list index, describer, deduction); users never wrote it. The same word
+# elsewhere is a field (`reasoning.llm`).
 _UNION_TAGS = {"frame-diff", "ct-d2gan", "motion", "patrol", "vadclip", "detector", "files", "vlm",
-               "embed", "llm"}
+               "embed", "llm", "kafka", "webhook"}
+
+
+def _tagged(part: object) -> bool:
+    return isinstance(part, int) or part in ("describer", "deduction", "targets")
 
 
 def config_yaml(config: Section, comments: bool = True) -> str:

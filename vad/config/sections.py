@@ -6,7 +6,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from vad.config.auth import DashboardAuthConfig
 from vad.config.base import Section
+from vad.config.evidence import RetentionConfig
 
 
 class WindowConfig(Section):
@@ -79,6 +81,17 @@ class StoreConfig(Section):
         "alert store URL: sqlite:///relative.db, sqlite:////absolute.db, redis://host:6379/0 "
         "(a bare path means SQLite)"))
     redis: RedisStoreConfig = Field(default_factory=RedisStoreConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+
+
+def host_ports(value: str) -> str:
+    """`value` if it is HOST:PORT[,HOST:PORT...] (a ValueError says which part is not)."""
+    for server in value.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536 \
+                or (":" in host and not (host.startswith("[") and host.endswith("]"))):
+            raise ValueError(f"{server.strip()!r} is not HOST:PORT")
+    return value
 
 
 class KafkaConfig(Section):
@@ -104,12 +117,7 @@ class KafkaConfig(Section):
     @field_validator("bootstrap")
     @classmethod
     def _host_ports(cls, value: str) -> str:
-        for server in value.split(","):
-            host, _, port = server.strip().rpartition(":")
-            if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536 \
-                    or (":" in host and not (host.startswith("[") and host.endswith("]"))):
-                raise ValueError(f"{server.strip()!r} is not HOST:PORT")
-        return value
+        return host_ports(value)
 
     def servers(self) -> list[str]:
         return [server.strip() for server in self.bootstrap.split(",") if server.strip()]
@@ -176,7 +184,7 @@ class DashboardConfig(Section):
     feed_rows: int = Field(30, ge=1, description="rows of the alert feed shown, newest first")
     threshold: float | None = Field(None, description=(
         "event threshold drawn on timelines; none = events.threshold"))
-
+    auth: DashboardAuthConfig = Field(default_factory=DashboardAuthConfig)
 
 
 class DataConfig(Section):

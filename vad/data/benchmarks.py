@@ -82,10 +82,29 @@ def _load_shared_layout(root: Path) -> Benchmark:
         test.append(TestVideo(
             name, lambda p=path, n=name: VideoFileSource(p, camera_id=n),
             labels[name],
-            (lambda p=mask_path: np.load(p)["masks"]) if mask_path.is_file() else None))
+            (lambda p=mask_path, n=len(labels[name]): read_masks(p, n))
+            if mask_path.is_file() else None))
     train = [TrainingVideo(p.stem, lambda p=p: VideoFileSource(p), NORMAL)
              for p in sorted((root / "train").glob(VIDEO_GLOB))]
     return Benchmark(root, TrainingSet(tuple(train)), test)
+
+
+def read_masks(path: Path, frames: int) -> np.ndarray:
+    """The `masks` array of an .npz (frames x H x W, nonzero = anomalous pixel), one mask per
+    labelled frame; nothing is unpickled."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            masks = archive["masks"]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise VadError(f"{path}: not a readable .npz of masks ({exc})") from None
+    except KeyError:
+        raise VadError(f"{path}: no 'masks' array in the archive") from None
+    if masks.ndim != 3 or len(masks) != frames or masks.dtype.kind not in "biuf":
+        raise VadError(f"{path}: masks are {masks.dtype} {masks.shape}, expected {frames} "
+                       "frames x height x width of numbers")
+    return masks
 
 
 def _load_ucsd_layout(root: Path) -> Benchmark:

@@ -13,7 +13,7 @@ import numpy as np
 from vad.config.sections import StoreConfig
 from vad.errors import VadError
 from vad.registry import Registry
-from vad.types import ALERT_STATUSES, Alert, Box, CameraStatus, Gap
+from vad.types import ALERT_STATUSES, Alert, Box, CameraStatus, ClipInfo, EventClip, Gap
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class ScoreSeries:
 
 # Alert fields with their own writers: the operator's (`set_status`) and the reasoner's
 # (`explain`); `put` sets them only on a new alert.
-OPERATOR_FIELDS = ("status", "note", "created_at")
+OPERATOR_FIELDS = ("status", "note", "created_at", "status_by", "status_at")
 EXPLANATION_FIELDS = ("explanation", "rule", "motion_description", "objects")
 
 
@@ -64,7 +64,8 @@ class AlertStore(ABC):
         """Alerts matching the query, newest event first."""
 
     @abstractmethod
-    def set_status(self, alert_id: str, status: str, note: str = "") -> None: ...
+    def set_status(self, alert_id: str, status: str, note: str = "", by: str = "") -> None:
+        """An operator's triage: the status, their note, who (`by`) and when (now)."""
 
     @abstractmethod
     def record_scores(self, camera_id: str, indices: Sequence[int], timestamps: Sequence[float],
@@ -86,6 +87,24 @@ class AlertStore(ABC):
     @abstractmethod
     def camera_statuses(self) -> dict[str, CameraStatus]:
         """The last status of every live camera, by camera id."""
+
+    # -- evidence: event clips and the retention policy (store.retention) ---------------------
+    @abstractmethod
+    def put_clip(self, clip: EventClip) -> None:
+        """Keep an alert's event clip (replacing one it had), then apply the retention."""
+
+    @abstractmethod
+    def clip(self, alert_id: str) -> EventClip | None: ...
+
+    @abstractmethod
+    def clip_info(self, alert_id: str) -> ClipInfo | None:
+        """What `clip` would give, without the video bytes."""
+
+    @abstractmethod
+    def apply_retention(self, now: float | None = None) -> int:
+        """Delete clips (and keyframes and heatmaps) older than `retention.max_age_days`, then
+        the oldest clips while they hold more than `retention.max_mb`; returns how many clips
+        went."""
 
     # -- checkpoints: opaque blobs by (scope, key), e.g. a worker's camera states ------------
     @abstractmethod
@@ -134,6 +153,14 @@ def status_from_json(text: str | bytes) -> CameraStatus:
     values = json.loads(text)
     values["gaps"] = tuple(Gap(**gap) for gap in values.get("gaps", ()))
     return CameraStatus(**values)
+
+
+def clip_info_to_json(info: ClipInfo) -> str:
+    return json.dumps(asdict(info))
+
+
+def clip_info_from_json(text: str | bytes) -> ClipInfo:
+    return ClipInfo(**json.loads(text))
 
 
 def check_status(status: str) -> None:

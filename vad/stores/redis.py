@@ -1,15 +1,19 @@
 """Redis alert store for the streaming service and the dashboard.
 
 Layout (prefix `vad` by default, `?prefix=` in the URL changes it):
-- `vad:alert:<id>`            hash: every `Alert` field (images as raw bytes) + `status_at`
+- `vad:alert:<id>`            hash: every `Alert` field (images as raw bytes)
 - `vad:alerts`                stream: one `alert` entry per new alert, one `status` entry per
-                              acknowledgement; what a live consumer tails (XREAD)
+                              acknowledgement (with who: `by`); what a live consumer tails (XREAD)
 - `vad:alerts:index`          sorted set of alert ids by `created_at` (newest first queries)
 - `vad:camera:<cam>:alerts`   the same, per camera
 - `vad:scores:<cam>`          sorted set: the camera's fused score timeline, by frame index
 - `vad:cameras`               set of camera ids
 - `vad:checkpoints:<scope>`   hash: checkpoint blobs by key (streaming workers' camera states)
 - `vad:camera-status`         hash: camera id -> its last live status (JSON)
+- `vad:clip:<id>`             hash: an alert's event clip (`data`, MP4) and its `info` (JSON)
+- `vad:clips`                 sorted set of alert ids with a clip, by the clip's created_at
+- `vad:clips:size`            hash: alert id -> its clip's bytes (the retention's budget)
+- `vad:retention:images`      how far back keyframes and heatmaps were already deleted
 
 When Redis cannot be reached, writes go to a bounded on-disk spool (SQLite, created when first
 needed) in order and are replayed when it answers again, so an outage loses nothing; reads
@@ -37,11 +41,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from vad.errors import VadError
+from vad.config.evidence import RetentionConfig
 from vad.config.sections import RedisStoreConfig, StoreConfig
 from vad.stores.base import (EXPLANATION_FIELDS, OPERATOR_FIELDS, AlertQuery, AlertStore,
                              ScoreSeries, StoreUnavailableError, boxes_from_json, boxes_to_json,
-                             check_status, register_store, status_from_json, status_to_json)
-from vad.types import Alert, CameraStatus
+                             check_status, clip_info_from_json, clip_info_to_json, register_store,
+                             status_from_json, status_to_json)
+from vad.types import Alert, CameraStatus, ClipInfo, EventClip
 from vad.urls import redacted
 
 log = logging.getLogger(__name__)
@@ -53,6 +59,8 @@ _FIELD_TYPES = {f.name: f.type for f in fields(Alert)}
 _KEPT_FIELDS = (*OPERATOR_FIELDS, *EXPLANATION_FIELDS)
 _BYTES_FIELDS = ("keyframe_jpeg", "heatmap_png", "reference_jpeg")
 _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
+# A wrong or missing password is a configuration error, not an outage: nothing is spooled.
+_REFUSED = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
 
 # Atomic idempotent insert: fields refreshed on every put, operator fields and the stream
 # entry only the first time, so at-least-once delivery never shows a duplicate.
@@ -73,9 +81,11 @@ return created and 1 or 0
 
 
 class RedisAlertStore(AlertStore):
-    def __init__(self, url: str, options: RedisStoreConfig):
+    def __init__(self, url: str, options: RedisStoreConfig,
+                 retention: RetentionConfig | None = None):
         self.url = url
         self.options = options
+        self.retention = retention or RetentionConfig()
         self._client = redis.Redis.from_url(
             url, socket_connect_timeout=options.connect_timeout_s,
             socket_timeout=options.socket_timeout_s, health_check_interval=15,
@@ -129,11 +139,15 @@ class RedisAlertStore(AlertStore):
         self._write("camera_status", {"camera_id": status.camera_id,
                                       "status": status_to_json(status)})
 
-    def set_status(self, alert_id: str, status: str, note: str = "") -> None:
+    def put_clip(self, clip: EventClip) -> None:
+        self._write("clip", {"info": clip_info_to_json(clip.info),
+                             "data": base64.b64encode(clip.data).decode()})
+
+    def set_status(self, alert_id: str, status: str, note: str = "", by: str = "") -> None:
         check_status(status)
         if self._apply("exists", {"id": alert_id}) == 0:
             raise VadError(f"no alert with id {alert_id!r}")
-        self._write("status", {"id": alert_id, "status": status, "note": note,
+        self._write("status", {"id": alert_id, "status": status, "note": note, "by": by,
                                "at": time.time()})
 
     def _write(self, op: str, payload: dict[str, Any]) -> Any:
@@ -144,6 +158,8 @@ class RedisAlertStore(AlertStore):
             if time.monotonic() >= self._retry_at:  # a down Redis is not waited for again
                 try:
                     return self._apply(op, payload)
+                except _REFUSED as exc:
+                    raise self._refused(exc) from None
                 except _UNREACHABLE as exc:
                     self._mark_down(exc)
             self._open_spool().append(op, payload)
@@ -156,6 +172,8 @@ class RedisAlertStore(AlertStore):
     def _apply_exists(self, payload: dict[str, Any]) -> int:
         try:
             return self._client.exists(self._key("alert", payload["id"]))
+        except _REFUSED as exc:
+            raise self._refused(exc) from None
         except _UNREACHABLE as exc:
             raise self._unavailable(exc) from None
 
@@ -165,7 +183,6 @@ class RedisAlertStore(AlertStore):
         always = [(name, _to_redis(name, getattr(alert, name))) for name in _FIELD_TYPES
                   if name not in _KEPT_FIELDS]
         once = [(name, _to_redis(name, getattr(alert, name))) for name in _KEPT_FIELDS]
-        once.append(("status_at", _to_redis("status_at", alert.created_at)))
         args = [alert.id, alert.created_at, camera, self.options.stream_maxlen, len(always)]
         args += [item for pair in always + once for item in pair]
         keys = [self._key("alert", alert.id), self._key("alerts"), self._key("alerts", "index"),
@@ -192,11 +209,12 @@ class RedisAlertStore(AlertStore):
 
     def _apply_status(self, payload: dict[str, Any]) -> None:
         with self._client.pipeline(transaction=True) as pipe:
+            by = payload.get("by", "")  # spooled by an older release: nobody recorded
             pipe.hset(self._key("alert", payload["id"]),
                       mapping={"status": payload["status"], "note": payload["note"],
-                               "status_at": repr(payload["at"])})
+                               "status_by": by, "status_at": repr(payload["at"])})
             pipe.xadd(self._key("alerts"), {"type": "status", "id": payload["id"],
-                                            "status": payload["status"]},
+                                            "status": payload["status"], "by": by},
                       maxlen=self.options.stream_maxlen, approximate=True)
             pipe.execute()
 
@@ -237,6 +255,60 @@ class RedisAlertStore(AlertStore):
             pipe.hset(self._key("camera-status"), payload["camera_id"], payload["status"])
             pipe.sadd(self._key("cameras"), payload["camera_id"])
             pipe.execute()
+
+    def _apply_clip(self, payload: dict[str, Any]) -> None:
+        info = clip_info_from_json(payload["info"])
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key("clip", info.alert_id),
+                      mapping={"info": payload["info"], "data": base64.b64decode(payload["data"])})
+            pipe.zadd(self._key("clips"), {info.alert_id: info.created_at})
+            pipe.hset(self._key("clips", "size"), info.alert_id, info.size)
+            pipe.execute()
+        self._retain(time.time())
+
+    def apply_retention(self, now: float | None = None) -> int:
+        try:
+            return self._retain(time.time() if now is None else now)
+        except _REFUSED as exc:
+            raise self._refused(exc) from None
+        except _UNREACHABLE as exc:
+            raise self._unavailable(exc) from None
+
+    def _retain(self, now: float) -> int:
+        retention, client = self.retention, self._client
+        doomed: list[str] = []
+        if retention.max_age_days is not None:
+            cutoff = now - retention.max_age_days * 86400
+            doomed += [m.decode() for m in client.zrangebyscore(self._key("clips"), "-inf",
+                                                                 f"({cutoff}")]
+            done = float(client.get(self._key("retention", "images")) or "-inf")
+            since = "-inf" if done == float("-inf") else f"({done}"
+            old = client.zrangebyscore(self._key("alerts", "index"), since, f"({cutoff}")
+            with client.pipeline(transaction=False) as pipe:
+                for alert_id in old:
+                    pipe.hdel(self._key("alert", alert_id.decode()), *_BYTES_FIELDS)
+                pipe.set(self._key("retention", "images"), repr(max(done, cutoff)))
+                pipe.execute()
+        if retention.max_mb is not None:
+            sizes = {k.decode(): int(v) for k, v in
+                     client.hgetall(self._key("clips", "size")).items()}
+            excess = sum(size for key, size in sizes.items() if key not in doomed) \
+                - retention.max_mb * 2**20
+            for member in client.zrange(self._key("clips"), 0, -1):
+                if excess <= 0:
+                    break
+                alert_id = member.decode()
+                if alert_id not in doomed:
+                    doomed.append(alert_id)
+                    excess -= sizes.get(alert_id, 0)
+        if doomed:
+            with client.pipeline(transaction=True) as pipe:
+                for alert_id in doomed:
+                    pipe.delete(self._key("clip", alert_id))
+                pipe.zrem(self._key("clips"), *doomed)
+                pipe.hdel(self._key("clips", "size"), *doomed)
+                pipe.execute()
+        return len(doomed)
 
     # -- the spool ----------------------------------------------------------------------------
     def _mark_down(self, exc: Exception) -> None:
@@ -281,11 +353,16 @@ class RedisAlertStore(AlertStore):
     def _read(self, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
+        except _REFUSED as exc:
+            raise self._refused(exc) from None
         except _UNREACHABLE as exc:
             raise self._unavailable(exc) from None
 
     def _unavailable(self, exc: Exception) -> StoreUnavailableError:
         return StoreUnavailableError(f"{self._safe_url()}: Redis unreachable ({exc})")
+
+    def _refused(self, exc: Exception) -> VadError:
+        return VadError(f"{self._safe_url()}: Redis refused the credentials ({exc})")
 
     def get(self, alert_id: str) -> Alert | None:
         raw = self._read(lambda: self._client.hgetall(self._key("alert", alert_id)))
@@ -318,6 +395,14 @@ class RedisAlertStore(AlertStore):
         rows = [tuple(float(part) for part in member.split(b"|")) for member in members]
         array = np.array(rows, dtype=np.float64).reshape(-1, 3)
         return ScoreSeries(camera_id, array[:, 0].astype(np.int64), array[:, 1], array[:, 2])
+
+    def clip(self, alert_id: str) -> EventClip | None:
+        raw = self._read(lambda: self._client.hmget(self._key("clip", alert_id), "info", "data"))
+        return None if raw[0] is None else EventClip(clip_info_from_json(raw[0]), raw[1])
+
+    def clip_info(self, alert_id: str) -> ClipInfo | None:
+        info = self._read(lambda: self._client.hget(self._key("clip", alert_id), "info"))
+        return None if info is None else clip_info_from_json(info)
 
     def cameras(self) -> list[str]:
         members = self._read(lambda: self._client.smembers(self._key("cameras")))
@@ -497,4 +582,4 @@ def _open_redis(config: StoreConfig) -> RedisAlertStore:
     if not urlparse(config.url).hostname:
         raise VadError(f"{redacted(config.url)}: a Redis URL needs a host, "
                        "e.g. redis://localhost:6379/0")
-    return RedisAlertStore(config.url, config.redis)
+    return RedisAlertStore(config.url, config.redis, config.retention)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -12,10 +13,12 @@ import numpy as np
 
 from vad.errors import VadError
 from vad.config.sections import StoreConfig
+from vad.config.evidence import RetentionConfig
 from vad.stores.base import (EXPLANATION_FIELDS, OPERATOR_FIELDS, AlertQuery, AlertStore,
                              ScoreSeries, boxes_from_json, boxes_to_json, check_status,
-                             register_store, status_from_json, status_to_json)
-from vad.types import Alert, CameraStatus
+                             clip_info_from_json, clip_info_to_json, register_store,
+                             status_from_json, status_to_json)
+from vad.types import Alert, CameraStatus, ClipInfo, EventClip
 
 _ALERT_FIELDS = [f.name for f in fields(Alert)]
 # Columns `put` leaves alone on a known alert: re-processing a stream must not reset them.
@@ -60,6 +63,19 @@ _MIGRATIONS = [
         scope TEXT NOT NULL, key TEXT NOT NULL, state BLOB NOT NULL, PRIMARY KEY (scope, key)
     );
     """,
+    # Who triaged an alert, and when.
+    """
+    ALTER TABLE alerts ADD COLUMN status_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE alerts ADD COLUMN status_at REAL NOT NULL DEFAULT 0;
+    """,
+    # Event clips: kept apart from the alerts, so that queries never read the videos.
+    """
+    CREATE TABLE clips (
+        alert_id TEXT PRIMARY KEY, created_at REAL NOT NULL, size INTEGER NOT NULL,
+        info TEXT NOT NULL, data BLOB NOT NULL
+    );
+    CREATE INDEX clips_created ON clips (created_at);
+    """,
     # Reference-based scorers (patrol mode): the matched reference frame, as evidence.
     """
     ALTER TABLE alerts ADD COLUMN reference_frame INTEGER NOT NULL DEFAULT -1;
@@ -91,8 +107,9 @@ def migrate(db: sqlite3.Connection, path: str) -> int:
 
 
 class SQLiteAlertStore(AlertStore):
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, retention: RetentionConfig | None = None):
         self.path = str(path)
+        self.retention = retention or RetentionConfig()
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -177,11 +194,12 @@ class SQLiteAlertStore(AlertStore):
             alerts.append(Alert(**values))
         return alerts
 
-    def set_status(self, alert_id: str, status: str, note: str = "") -> None:
+    def set_status(self, alert_id: str, status: str, note: str = "", by: str = "") -> None:
         check_status(status)
         with self._lock, self._db:
-            cursor = self._db.execute("UPDATE alerts SET status=?, note=? WHERE id=?",
-                                      (status, note, alert_id))
+            cursor = self._db.execute(
+                "UPDATE alerts SET status=?, note=?, status_by=?, status_at=? WHERE id=?",
+                (status, note, by, time.time(), alert_id))
         if cursor.rowcount == 0:
             raise VadError(f"no alert with id {alert_id!r}")
 
@@ -222,6 +240,50 @@ class SQLiteAlertStore(AlertStore):
             statuses = [status_from_json(row[0]) for row in rows.fetchall()]
         return {status.camera_id: status for status in statuses}
 
+    def put_clip(self, clip: EventClip) -> None:
+        info = clip.info
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO clips VALUES (?, ?, ?, ?, ?)",
+                             (info.alert_id, info.created_at, info.size,
+                              clip_info_to_json(info), clip.data))
+        self.apply_retention()
+
+    def clip(self, alert_id: str) -> EventClip | None:
+        with self._lock:
+            row = self._db.execute("SELECT info, data FROM clips WHERE alert_id=?",
+                                   (alert_id,)).fetchone()
+        return None if row is None else EventClip(clip_info_from_json(row[0]), bytes(row[1]))
+
+    def clip_info(self, alert_id: str) -> ClipInfo | None:
+        with self._lock:
+            row = self._db.execute("SELECT info FROM clips WHERE alert_id=?",
+                                   (alert_id,)).fetchone()
+        return None if row is None else clip_info_from_json(row[0])
+
+    def apply_retention(self, now: float | None = None) -> int:
+        retention, now = self.retention, time.time() if now is None else now
+        with self._lock, self._db:
+            deleted = 0
+            if retention.max_age_days is not None:
+                cutoff = now - retention.max_age_days * 86400
+                deleted += self._db.execute("DELETE FROM clips WHERE created_at < ?",
+                                            (cutoff,)).rowcount
+                self._db.execute("UPDATE alerts SET keyframe_jpeg=NULL, heatmap_png=NULL "
+                                 "WHERE created_at < ? AND (keyframe_jpeg IS NOT NULL OR "
+                                 "heatmap_png IS NOT NULL)", (cutoff,))
+            if retention.max_mb is not None:
+                excess = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM clips"
+                                          ).fetchone()[0] - retention.max_mb * 2**20
+                oldest = self._db.execute("SELECT alert_id, size FROM clips "
+                                          "ORDER BY created_at, alert_id").fetchall()
+                for alert_id, size in oldest:
+                    if excess <= 0:
+                        break
+                    self._db.execute("DELETE FROM clips WHERE alert_id=?", (alert_id,))
+                    excess -= size
+                    deleted += 1
+        return deleted
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -234,4 +296,4 @@ def _open_sqlite(config: StoreConfig) -> SQLiteAlertStore:
     path = path[1:] if path.startswith("/") else path
     if not path:
         raise VadError(f"{config.url}: a SQLite store URL needs a file, e.g. sqlite:///vad.db")
-    return SQLiteAlertStore(path)
+    return SQLiteAlertStore(path, config.retention)
