@@ -18,7 +18,7 @@ import cv2
 import streamlit as st
 
 from dashboard.charts import score_timeline
-from dashboard.evidence import evidence_image
+from dashboard.evidence import evidence_image, reference_pair
 from dashboard.feed import (EPOCH_TIMESTAMP_MIN, STATUS_COLORS, FeedRow, MalformedAlert,
                             feed_row, format_age, format_timestamp)
 from dashboard.settings import DashboardSettings
@@ -235,6 +235,9 @@ def alert_header(alert: Alert, row: FeedRow, settings: DashboardSettings) -> Non
 
 
 def show_evidence(alert: Alert) -> None:
+    if alert.reference_jpeg:
+        show_reference_pair(alert)
+        return
     try:
         image, caption = evidence_image(alert)
     except VadError as exc:
@@ -243,6 +246,15 @@ def show_evidence(alert: Alert) -> None:
     st.image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), caption=caption, width="stretch")
 
 
+def show_reference_pair(alert: Alert) -> None:
+    """Patrol alerts: the reference and the query side by side."""
+    try:
+        pair = reference_pair(alert)
+    except VadError as exc:
+        st.warning(f"No evidence image: {exc}.", icon=":material/hide_image:")
+        return
+    for column, (image, caption) in zip(st.columns(2), pair):
+        column.image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), caption=caption, width="stretch")
 def predicted_class(alert: Alert) -> None:
     """The anomaly class a scorer named for the event (e.g. vadclip's "Fighting")."""
     if not alert.label:

@@ -46,3 +46,29 @@ def evidence_image(alert: Alert) -> tuple[np.ndarray, str]:
         return keyframe, f"{caption} — no heatmap overlay: {exc}"
     return (overlay_heatmap(keyframe, smooth_heatmap(heatmap)),
             f"{caption} with the anomaly heatmap; the box marks the most anomalous region")
+
+
+def draw_boxes(image: np.ndarray, alert: Alert) -> np.ndarray:
+    """The alert's boxes (fractions of the frame) outlined in red."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    for box in alert.boxes:
+        x0, y0, x1, y1 = box.pixels(h, w)
+        cv2.rectangle(out, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), (0, 0, 255), 2)
+    return out
+
+
+def reference_pair(alert: Alert) -> tuple[tuple[np.ndarray, str], tuple[np.ndarray, str]]:
+    """A reference-based (patrol) alert side by side: the matched reference frame, aligned to
+    the query's view, and the query keyframe with the change heatmap and the changed regions
+    boxed. VadError when either image is missing or unreadable."""
+    reference = decode_evidence(alert.reference_jpeg, "reference frame", cv2.IMREAD_COLOR)
+    keyframe = decode_evidence(alert.keyframe_jpeg, "keyframe", cv2.IMREAD_COLOR)
+    try:
+        heatmap = decode_evidence(alert.heatmap_png, "heatmap", cv2.IMREAD_GRAYSCALE)
+        query = overlay_heatmap(keyframe, heatmap.astype(np.float32), box_threshold=None)
+    except VadError:
+        query = keyframe
+    reference = cv2.resize(reference, (keyframe.shape[1], keyframe.shape[0]))
+    return ((reference, f"Reference frame {alert.reference_frame}, aligned to the query's view"),
+            (draw_boxes(query, alert), f"Query (frame {alert.peak_frame}): what changed, boxed"))

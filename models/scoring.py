@@ -98,9 +98,11 @@ def score_source(scorer: Any, source: Source, batch: int = DEFAULT_BATCH,
              if all(r.boxes is not None for r in results) else None)
     labels = (sum((r.labels for r in results), ())
               if all(r.labels is not None for r in results) else None)
+    references = (sum((r.references for r in results), ())
+                  if all(r.references is not None for r in results) else None)
     return ScoreResult(source.camera_id, np.concatenate([r.indices for r in results]),
                        np.concatenate([r.scores for r in results]).astype(np.float64),
-                       heatmaps, boxes, labels)
+                       heatmaps, boxes, labels, references)
 
 
 def resize_heatmaps(heatmaps: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -137,7 +137,7 @@ class FolderSource(Source):
         if not self.path.is_dir():
             raise SourceError(self.location, "no such folder")
         self.files = sorted((p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                            key=_natural_key)
+                            key=natural_key)
         if not self.files:
             raise SourceError(self.location, "no image files (png, jpg, tif, bmp)")
 
@@ -153,7 +153,7 @@ class FolderSource(Source):
             yield Frame(self.camera_id, index, index / self.fps, image)
 
 
-def _natural_key(path: Path) -> list[object]:
+def natural_key(path: Path) -> list[object]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 

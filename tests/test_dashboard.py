@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dashboard.evidence import evidence_image
+from dashboard.evidence import evidence_image, reference_pair
 from dashboard.feed import MalformedAlert, feed_row
 from dashboard.screenshot import click_button, headless_chromium, page_url, serve, wait_for_text
 from dashboard.settings import DashboardSettings
@@ -409,6 +409,49 @@ def test_malformed_records_are_reported_not_raised(monkeypatch, sqlite_url):
     assert_no_exception(detail)
     assert "This alert record is malformed and cannot be shown:" in [e.value for e in detail.error]
     assert "peak_score is 'very high', not a finite number" in texts(detail)
+
+
+def patrol_alert() -> Alert:
+    """A reference-based alert: the matched reference frame beside the query keyframe."""
+    from vad.types import Box
+
+    alert = make_alert("patrol-1", 40, 9.0)
+    reference = np.full((*FRAME_SHAPE, 3), 70, np.uint8)  # the scene before the object
+    alert.reference_jpeg = cv2.imencode(".jpg", reference)[1].tobytes()
+    alert.reference_frame = 12
+    x, y, w, h = BOX
+    alert.boxes = (Box(x / FRAME_SHAPE[1], y / FRAME_SHAPE[0], (x + w) / FRAME_SHAPE[1],
+                       (y + h) / FRAME_SHAPE[0], 9.0),)
+    return alert
+
+
+def test_patrol_evidence_puts_reference_and_query_side_by_side():
+    (reference, left), (query, right) = reference_pair(patrol_alert())
+    assert reference.shape == query.shape == (*FRAME_SHAPE, 3)
+    assert "Reference frame 12" in left and "frame 50" in right
+    assert abs(int(reference[100, 220].mean()) - 70) < 5  # no object in the reference
+    red = (query[..., 2] > 200) & (query[..., 0] < 60) & (query[..., 1] < 60)
+    ys, xs = np.nonzero(red)
+    x, y, w, h = BOX  # the alert's own box is drawn, where the object is
+    assert abs(xs.min() - x) <= 2 and abs(xs.max() - (x + w - 1)) <= 2
+    assert abs(ys.min() - y) <= 2 and abs(ys.max() - (y + h - 1)) <= 2
+    broken = patrol_alert()
+    broken.reference_jpeg = b"not a jpeg"
+    with pytest.raises(VadError, match="reference frame is not a readable image"):
+        reference_pair(broken)
+
+
+def test_app_shows_patrol_alerts_side_by_side(monkeypatch, tmp_path):
+    url = f"sqlite:///{tmp_path}/patrol.db"
+    with open_store(url) as store:
+        store.put(patrol_alert())
+        store.put(make_alert("cam-a", 20, 4.0, created_at=1))
+    app = run_app(monkeypatch, url)
+    assert_no_exception(app)
+    assert len(app.get("image")) == 2  # reference | query
+    assert "Reference frame 12" in str(app.get("image")[0].proto)
+    app.button(key="open-cam-a:20").click().run()
+    assert len(app.get("image")) == 1  # other alerts keep their single evidence image
 
 
 # --- served to a real browser ----------------------------------------------------------------

@@ -12,17 +12,18 @@ PACKAGES = ("vad", "streams", "models", "reasoning", "dashboard")
 
 # Lowest first. A module belongs to the layer of the longest prefix that names it.
 LAYERS = [
-    ("core", ["vad", "vad.types", "vad.errors", "vad.config", "vad.registry", "vad.evidence",
-              "vad.metrics", "vad.postprocess", "vad.plots", "vad.snapshots", "vad.urls"]),
+    ("core", ["vad", "vad.types", "vad.errors", "vad.config", "vad.config.patrol",
+              "vad.registry", "vad.evidence", "vad.metrics", "vad.postprocess", "vad.plots",
+              "vad.snapshots", "vad.urls"]),
     ("streams", ["streams"]),
-    ("data", ["vad.data"]),
-    ("models", ["models"]),
+    ("data", ["vad.data", "vad.data.patrol", "vad.data.patrol_synth"]),
+    ("models", ["models", "models.patrol"]),
     ("reasoning", ["reasoning"]),
     ("engine parts", ["vad.events", "vad.fusion", "vad.stores", "vad.outputs", "vad.clips"]),
     ("pipeline", ["vad.pipeline"]),
     ("services", ["vad.serve", "vad.evaluation", "vad.weak_eval", "vad.cameras", "vad.vane",
-                  "vad.workers"]),
-    ("app", ["vad.commands", "vad.cli", "dashboard"]),
+                  "vad.patrol", "vad.workers"]),
+    ("app", ["vad.commands", "vad.cli", "dashboard", "vad.commands.patrol"]),
 ]
 
 

@@ -99,7 +99,8 @@ def wait_until(predicate, timeout: float = 30.0) -> None:
 # --- the event ---------------------------------------------------------------------------------
 
 def test_events_are_versioned_small_and_idempotent():
-    alert = make_alert(boxes=(Box(0.1, 0.2, 0.3, 0.4, 2.0, "cart"),), label="Vehicle")
+    alert = make_alert(boxes=(Box(0.1, 0.2, 0.3, 0.4, 2.0, "cart"),), label="Vehicle",
+                       reference_frame=7, reference_jpeg=b"\xff\xd8reference")
     clip = ClipInfo(alert.id, alert.camera_id, 20, 65, 46, 4.6, 123_456, "ab" * 32, 1.7e9)
     event = alert_event("closed", alert, clip, "https://cctv.example.org", at=1_700_000_100)
     assert (event["schema"], event["version"], event["type"]) == (SCHEMA, SCHEMA_VERSION, "closed")
@@ -107,6 +108,7 @@ def test_events_are_versioned_small_and_idempotent():
     assert event["alert"]["boxes"] == [{"x0": 0.1, "y0": 0.2, "x1": 0.3, "y1": 0.4,
                                         "score": 2.0, "label": "cart"}]
     assert "keyframe_jpeg" not in event["alert"] and "heatmap_png" not in event["alert"]
+    assert "reference_jpeg" not in event["alert"] and event["alert"]["reference_frame"] == 7
     assert event["links"] == {"alert": "https://cctv.example.org/?alert=gate%3A40"}
     assert event["clip"]["url"] == event["links"]["alert"]
     assert (event["clip"]["first_frame"], event["clip"]["last_frame"], event["clip"]["size"]) == \

@@ -170,9 +170,11 @@ def test_boxes_and_labels_round_trip(store):
     from vad.types import Box
 
     boxes = (Box(0.1, 0.2, 0.4, 0.9, 2.5, "cart"), Box(0.5, 0.5, 0.6, 0.7))
-    store.put(make_alert(boxes=boxes, label="Vehicle", label_confidence=0.75))
+    store.put(make_alert(boxes=boxes, label="Vehicle", label_confidence=0.75, reference_frame=42,
+                         reference_jpeg=b"\xff\xd8reference\xff\xd9"))
     stored = store.get("cam1:10")
     assert stored.boxes == boxes and (stored.label, stored.label_confidence) == ("Vehicle", 0.75)
+    assert (stored.reference_frame, stored.reference_jpeg) == (42, b"\xff\xd8reference\xff\xd9")
 
 
 def test_lifecycle_and_explanation_have_their_own_writers(store):
@@ -258,7 +260,9 @@ def test_an_alert_hash_of_the_previous_release_reads_with_defaults(redis_server,
     with redis_store(redis_server.url, spool=str(tmp_path / "s.sqlite")) as store:
         store.put(make_alert())
         client = redis_client.Redis.from_url(redis_server.url)
-        client.hdel("vad:alert:cam1:10", "boxes", "label", "label_confidence", "status_by")
+        client.hdel("vad:alert:cam1:10", "boxes", "label", "label_confidence", "status_by",
+                    "reference_frame", "reference_jpeg")
         old = store.get("cam1:10")
     assert old.boxes == () and old.label == "" and old.label_confidence == 0.0
     assert old.status_by == ""  # nobody recorded before operators signed in
+    assert (old.reference_frame, old.reference_jpeg) == (-1, None)

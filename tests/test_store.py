@@ -87,14 +87,17 @@ def test_a_vad_db_of_release_0_1_0_is_migrated_and_read(tmp_path):
         assert (old.status, old.note, old.rule) == ("acknowledged", "checked on site", "no bicycles")
         assert (old.status_by, old.status_at) == ("", 0.0)  # who triaged: not recorded then
         assert old.keyframe_jpeg.startswith(b"\xff\xd8") and old.boxes == () and old.label == ""
+        assert (old.reference_frame, old.reference_jpeg) == (-1, None)
         assert (old.lifecycle, old.close_reason) == ("closed", "")  # before the lifecycle
         assert store.scores("cam1").scores.tolist() == [0.5, 3.5, 4.0]
         assert sorted(a.id for a in store.query()) == ["cam1:30", "cam2:5"]
         old.boxes, old.label, old.label_confidence = (Box(0.1, 0.2, 0.5, 0.9, 3.0, "cart"),), \
             "Vehicle", 0.8
+        old.reference_frame, old.reference_jpeg = 17, b"\xff\xd8reference\xff\xd9"
         store.put(old)
         again = store.get("cam1:30")
         assert again.boxes == old.boxes and (again.label, again.label_confidence) == ("Vehicle", 0.8)
+        assert (again.reference_frame, again.reference_jpeg) == (17, old.reference_jpeg)
         assert again.status == "acknowledged"  # the operator's triage survives the update
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     with open_store(f"sqlite:///{db}") as store:  # opening again migrates nothing

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "vad.commands.vane",
     "vad.commands.config",
     "vad.commands.data",
+    "vad.commands.patrol",
 ]
 
 

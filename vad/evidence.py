@@ -32,15 +32,16 @@ def encode_heatmap(heatmap: np.ndarray) -> bytes:
 
 
 def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45,
-                    box_threshold: float = 0.5) -> np.ndarray:
-    """The keyframe with the heatmap in colour over it and the hottest region boxed."""
+                    box_threshold: float | None = 0.5) -> np.ndarray:
+    """The keyframe with the heatmap in colour over it and the hottest region boxed (no box
+    with `box_threshold` None)."""
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     heat = cv2.resize(heatmap.astype(np.float32), (image.shape[1], image.shape[0]))
     heat = heat / heat.max() if heat.max() > 0 else heat
     colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
     blended = cv2.addWeighted(image, 1 - alpha, colour, alpha, 0)
-    box = hottest_region(heat, box_threshold)
+    box = hottest_region(heat, box_threshold) if box_threshold is not None else None
     if box is not None:
         x, y, w, h = box
         cv2.rectangle(blended, (x, y), (x + w, y + h), (0, 0, 255), 2)

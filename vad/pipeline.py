@@ -37,7 +37,8 @@ from vad.events import EventDetector
 from vad.evidence import encode_heatmap, encode_jpeg
 from vad.fusion import OnlineFusion, ScorerSlot
 from vad.stores.base import AlertStore
-from vad.types import Alert, Box, Event, Explanation, Frame, FrameResult, Label
+from vad.types import (Alert, Box, Event, Explanation, Frame, FrameResult, Label,
+                       ReferenceMatch)
 
 log = logging.getLogger(__name__)
 
@@ -196,11 +197,17 @@ class _Camera:
         self.before_peak, self.label = None, None
 
 
+FrameObserver = Callable[[Frame, FrameResult, float], None]
+"""Called with every fused frame, what the scorers found in it and its fused score (writers
+of per-frame predictions, e.g. `vad patrol run --out`)."""
+
+
 class Pipeline:
     def __init__(self, config: VadConfig, store: AlertStore, scorers: ScorerCache,
-                 reasoner: Reasoner | None = None, listeners: Iterable[PipelineListener] = ()):
+                 reasoner: Reasoner | None = None, listeners: Iterable[PipelineListener] = (),
+                 observer: FrameObserver | None = None):
         self.config, self.store, self.scorers = config, store, scorers
-        self.listeners = list(listeners)
+        self.listeners, self.observer = list(listeners), observer
         self._cameras: dict[str, _Camera] = {}
         # Load what the config names now: a bad checkpoint is an error before any frame.
         for settings in config.all_settings():
@@ -211,9 +218,10 @@ class Pipeline:
     @classmethod
     def from_config(cls, config: VadConfig, store: AlertStore,
                     reasoner: Reasoner | None = None,
-                    listeners: Iterable[PipelineListener] = ()) -> Pipeline:
+                    listeners: Iterable[PipelineListener] = (),
+                    observer: FrameObserver | None = None) -> Pipeline:
         """Scorers from their checkpoints, on the configured device."""
-        return cls(config, store, ScorerCache(config.device), reasoner, listeners)
+        return cls(config, store, ScorerCache(config.device), reasoner, listeners, observer)
 
     @property
     def explanation_failures(self) -> int:
@@ -373,6 +381,8 @@ class Pipeline:
             if not raw:
                 continue  # history only: no scorer could score this frame yet
             score = camera.fusion(raw)
+            if self.observer is not None:
+                self.observer(frame, found, score)
             camera.last_fused = frame.index
             camera.score_rows.append((frame.index, frame.timestamp, score))
             changes += self._detect(camera, frame, found, score)
@@ -448,15 +458,19 @@ class Pipeline:
         if camera.peak_frame is not None and camera.peak_frame.index == event.peak_frame:
             event.keyframe = camera.peak_frame.image
             event.heatmap, event.boxes = camera.peak_found.heatmap, camera.peak_found.boxes
+            event.reference = camera.peak_found.reference
         event.label = camera.label
         previous = camera.alert
         if previous is not None and previous.peak_frame == event.peak_frame:
             keyframe, heatmap = previous.keyframe_jpeg, previous.heatmap_png
+            reference = previous.reference_jpeg
         else:
             keyframe = encode_jpeg(event.keyframe) if event.keyframe is not None else None
             heatmap = encode_heatmap(event.heatmap) if event.heatmap is not None else None
+            image = event.reference.image if event.reference is not None else None
+            reference = encode_jpeg(image) if image is not None else None
         return Alert.from_event(event, keyframe_jpeg=keyframe, heatmap_png=heatmap,
-                                close_reason=close_reason)
+                                reference_jpeg=reference, close_reason=close_reason)
 
     def _explain(self, camera: _Camera, event: Event, alert: Alert | None = None) -> None:
         if not camera.samples:
@@ -498,13 +512,16 @@ class Pipeline:
 def _result_state(found: FrameResult) -> dict:
     return {"index": found.index, "score": found.score, "heatmap": found.heatmap,
             "boxes": [asdict(box) for box in found.boxes],
-            "label": asdict(found.label) if found.label else None}
+            "label": asdict(found.label) if found.label else None,
+            "reference": asdict(found.reference) if found.reference else None}
 
 
 def _result(state: dict) -> FrameResult:
+    reference = state.get("reference")  # absent from checkpoints of older releases
     return FrameResult(state["index"], state["score"], state["heatmap"],
                        tuple(Box(**box) for box in state["boxes"]),
-                       Label(**state["label"]) if state["label"] else None)
+                       Label(**state["label"]) if state["label"] else None,
+                       ReferenceMatch(**reference) if reference else None)
 
 
 def _alert_state(alert: Alert) -> dict:
@@ -517,14 +534,15 @@ def _alert(state: dict) -> Alert:
 
 def _merge_found(found: list[FrameResult]) -> FrameResult:
     """One frame's findings across scorers: the first heatmap, every box, the most confident
-    label."""
+    label, the first reference match."""
     if not found:
         return FrameResult(-1, 0.0)
     heatmap = next((f.heatmap for f in found if f.heatmap is not None), None)
     boxes: tuple[Box, ...] = sum((f.boxes for f in found), ())
     labels = [f.label for f in found if f.label is not None]
     label = max(labels, key=lambda lb: lb.confidence) if labels else None
-    return FrameResult(found[0].index, found[0].score, heatmap, boxes, label)
+    reference = next((f.reference for f in found if f.reference is not None), None)
+    return FrameResult(found[0].index, found[0].score, heatmap, boxes, label, reference)
 
 
 def _reasoning_frames(camera: _Camera) -> list[Frame]:

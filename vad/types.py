@@ -78,12 +78,33 @@ class Label:
     confidence: float
 
 
+REFERENCE_STATUSES = ("aligned", "lost", "unaligned")
+
+
+@dataclass(frozen=True)
+class ReferenceMatch:
+    """What a reference-based scorer compared a frame with: the matched frame of the reference
+    route (-1 when lost), how it went (`aligned`; `lost`: no reference frame is close enough;
+    `unaligned`: the match could not be aligned, so the frame is not compared), and the
+    reference frame warped into the frame's view (evidence, when aligned)."""
+
+    frame: int
+    status: str
+    image: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in REFERENCE_STATUSES:
+            raise ValueError(f"reference status {self.status!r} is not one of "
+                             f"{', '.join(REFERENCE_STATUSES)}")
+
+
 @dataclass(frozen=True)
 class ScoreResult:
     """Anomaly scores (higher = more anomalous) for some frames of one camera.
 
     Optional, one entry per scored frame: `heatmaps` (N, h, w) float32 per-pixel anomaly at
-    any resolution; `boxes`, the anomalous regions; `labels`, the predicted anomaly class.
+    any resolution; `boxes`, the anomalous regions; `labels`, the predicted anomaly class;
+    `references`, what a reference-based scorer compared each frame with.
     """
 
     camera_id: str
@@ -92,11 +113,12 @@ class ScoreResult:
     heatmaps: np.ndarray | None = None
     boxes: tuple[tuple[Box, ...], ...] | None = None
     labels: tuple[Label | None, ...] | None = None
+    references: tuple[ReferenceMatch | None, ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.indices) != len(self.scores):
             raise ValueError("indices and scores must have the same length")
-        for name in ("heatmaps", "boxes", "labels"):
+        for name in ("heatmaps", "boxes", "labels", "references"):
             value = getattr(self, name)
             if value is not None and len(value) != len(self.scores):
                 raise ValueError(f"{name}: one entry per scored frame is required")
@@ -107,7 +129,8 @@ class ScoreResult:
             int(self.indices[i]), float(self.scores[i]),
             None if self.heatmaps is None else self.heatmaps[i],
             () if self.boxes is None else self.boxes[i],
-            None if self.labels is None else self.labels[i])
+            None if self.labels is None else self.labels[i],
+            None if self.references is None else self.references[i])
 
 
 @dataclass(frozen=True)
@@ -119,6 +142,7 @@ class FrameResult:
     heatmap: np.ndarray | None = None
     boxes: tuple[Box, ...] = ()
     label: Label | None = None
+    reference: ReferenceMatch | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +182,7 @@ class Event:
     heatmap: np.ndarray | None = None
     boxes: tuple[Box, ...] = ()  # at the peak
     label: Label | None = None  # the most confident label seen during the event
+    reference: ReferenceMatch | None = None  # at the peak, for reference-based scorers
 
     @property
     def duration_frames(self) -> int:
@@ -214,6 +239,9 @@ class Alert:
     boxes: tuple[Box, ...] = ()
     label: str = ""
     label_confidence: float = 0.0
+    # Reference-based scorers: the matched reference frame (aligned to the keyframe's view).
+    reference_frame: int = -1
+    reference_jpeg: bytes | None = None
     kind: str = "anomaly"  # one of ALERT_KINDS
     status_by: str = ""  # the operator who last set the status (signed-in name or anonymous)
     status_at: float = 0.0  # when (Unix time); 0 = never triaged
@@ -227,7 +255,8 @@ class Alert:
 
     @classmethod
     def from_event(cls, event: Event, keyframe_jpeg: bytes | None = None,
-                   heatmap_png: bytes | None = None, close_reason: str | None = None) -> Alert:
+                   heatmap_png: bytes | None = None, reference_jpeg: bytes | None = None,
+                   close_reason: str | None = None) -> Alert:
         """The alert of an event: ongoing, or closed when `close_reason` is given."""
         return cls(
             id=alert_id(event.camera_id, event.start_frame),
@@ -244,6 +273,8 @@ class Alert:
             boxes=event.boxes,
             label=event.label.name if event.label else "",
             label_confidence=event.label.confidence if event.label else 0.0,
+            reference_frame=event.reference.frame if event.reference else -1,
+            reference_jpeg=reference_jpeg,
             lifecycle="ongoing" if close_reason is None else "closed",
             close_reason=close_reason or "",
         )

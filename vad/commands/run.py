@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                 result, failures = _run_here(config, sources, store, stop, not args.no_progress)
         alerts = [store.get(alert.id) or alert for alert in result.alerts]
     for source in sources:
-        _print_alerts([a for a in alerts if a.camera_id == source.camera_id], source.camera_id)
+        print_alerts([a for a in alerts if a.camera_id == source.camera_id], source.camera_id)
     print(f"alerts stored in {redacted(config.store.url)}")
     if result.stopped:
         print("stopped: open events were closed and stored")
@@ -126,7 +126,7 @@ def _stopped_by_signals(stop) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _print_alerts(alerts, camera_id: str) -> None:
+def print_alerts(alerts, camera_id: str) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text

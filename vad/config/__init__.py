@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, model_validator
 
 from vad.config.base import Section, shorthand
+from vad.config.patrol import PatrolConfig
 from vad.config.evidence import ClipConfig
 from vad.config.outputs import OutputsConfig
 from vad.config.reasoning import ReasoningConfig
@@ -70,6 +71,7 @@ class VadConfig(PipelineSettings):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    patrol: PatrolConfig = Field(default_factory=PatrolConfig)
     features: SnippetEncoding = Field(default_factory=SnippetEncoding, description=(
         "snippet embeddings written by `vad features` (the vadclip scorer's input)"))
     vane: VaneConfig = Field(default_factory=VaneConfig)
@@ -241,8 +243,8 @@ def validation_message(exc: ValidationError) -> str:
 # Discriminated unions name the chosen member in error locations, right after the union's
 # field (a scorers list index, describer, deduction); users never wrote it. The same word
 # elsewhere is a field (`reasoning.llm`).
-_UNION_TAGS = {"frame-diff", "ct-d2gan", "motion", "vadclip", "detector", "files", "vlm", "embed",
-               "llm", "kafka", "webhook"}
+_UNION_TAGS = {"frame-diff", "ct-d2gan", "motion", "patrol", "vadclip", "detector", "files", "vlm",
+               "embed", "llm", "kafka", "webhook"}
 
 
 def _tagged(part: object) -> bool:

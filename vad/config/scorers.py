@@ -138,6 +138,87 @@ class MotionParams(Section):
         return self
 
 
+Grid = tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
+
+
+class PatrolParams(Section):
+    """Reference-based patrol scorer (docs/patrol.md): match each frame to the reference
+    route, align the match, compare the two. Thresholds were chosen on sequences synthesised
+    from Ped2's training videos (docs/patrol.md)."""
+
+    model_config = {"frozen": True}
+    size: Size = fixed((240, 360), "working (height, width): reference frames are indexed and "
+                                   "query frames compared at it")
+    descriptor_grid: Grid = fixed((16, 24), "(rows, columns) of the global descriptor's "
+                                            "thumbnail, for matching")
+    features: int = fixed(1000, "ORB keypoints kept per frame, for alignment", ge=16)
+    similarity_weight: float = Field(40.0, gt=0, description=(
+        "route tracking: log-likelihood per unit of descriptor similarity"))
+    max_step: int = Field(4, ge=1, description=(
+        "route tracking: reference frames the patrol may advance per query frame"))
+    max_back: int = Field(2, ge=0, description=(
+        "route tracking: reference frames it may step back per query frame"))
+    jump_cost: float = Field(8.0, ge=0, description=(
+        "route tracking: log-likelihood cost of relocalising anywhere on the route"))
+    confirm_frames: int = Field(3, ge=1, description=(
+        "route tracking: after a jump (a match more than max_back behind or 2 x max_step "
+        "ahead of the last one, or the first localisation) frames are compared only once "
+        "this many matches in a row continue from one another; before, they are flagged "
+        "unaligned"))
+    min_similarity: float = Field(0.3, ge=-1, le=1, description=(
+        "a frame less similar than this to its best reference frame is lost: not compared"))
+    pose_sigma: float = Field(8.0, gt=0, description=(
+        "std of the query's own poses (e.g. odometry), pose units, when they are given"))
+    ratio: float = Field(0.8, gt=0, le=1, description="Lowe's ratio test of keypoint matches")
+    ransac_px: float = Field(3.0, gt=0, description="RANSAC reprojection tolerance, pixels")
+    min_inliers: int = Field(15, ge=4, description=(
+        "fewer RANSAC inliers: the homography is not trusted and ECC starts from the identity"))
+    ecc_scale: float = Field(0.5, gt=0, le=1, description=(
+        "the ECC refinement runs at this fraction of the working size"))
+    ecc_iterations: int = Field(15, ge=0, description="ECC iterations (0: RANSAC only)")
+    min_correlation: float = Field(0.7, ge=-1, le=1, description=(
+        "the aligned pair must correlate at least this much (ECC), else the frame is flagged "
+        "unaligned and not compared"))
+    max_motion: float = Field(0.3, gt=0, description=(
+        "a homography moving a frame corner by more than this fraction of the diagonal is "
+        "refused (unaligned)"))
+    blur_sigma: float = Field(0.7, ge=0, description=(
+        "Gaussian blur before comparing: sensor noise and JPEG blocks"))
+    tolerance_px: int = Field(1, ge=0, description=(
+        "parallax tolerance: a pixel is changed only when it lies outside the range of the "
+        "reference within this radius"))
+    edge_contrast: float = Field(0.3, ge=0, description=(
+        "at the reference's edges and lines a residual of this fraction of the local contrast "
+        "(its range within tolerance_px) is expected from misalignment and blur"))
+    light_cells: Grid = Field((8, 12), description=(
+        "(rows, columns) of the grid on which the local lighting change is estimated (robust "
+        "medians), after a global tone mapping"))
+    noise_floor: float = Field(2.0, gt=0, description=(
+        "grey levels: the least residual noise assumed, so a clean pair does not make tiny "
+        "differences significant"))
+    high_threshold: float = Field(8.0, gt=0, description=(
+        "noise units: a change region must reach this somewhere"))
+    low_threshold: float = Field(3.0, gt=0, description=(
+        "noise units: a change region extends over the pixels above this"))
+    closing_px: int = Field(7, ge=0, description=(
+        "change regions are closed by this radius before their holes are filled: an object "
+        "whose inside matches the background is found whole"))
+    max_changed: float = Field(0.3, gt=0, le=1, description=(
+        "a frame whose change regions cover more of it than this is flagged unaligned (a wrong "
+        "match or alignment), not reported as changed"))
+    min_area: float = Field(0.001, ge=0, le=1, description=(
+        "smallest change region, fraction of the frame"))
+    border: float = Field(0.01, ge=0, lt=0.5, description=(
+        "fraction of the frame's height and width next to the edge of the aligned reference "
+        "that is not compared (resampling edges)"))
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> PatrolParams:
+        if self.low_threshold > self.high_threshold:
+            raise ValueError("low_threshold must not exceed high_threshold")
+        return self
+
+
 class SnippetEncoding(Section):
     """How a video becomes one embedding per snippet of frames (`vad features`, `vadclip`)."""
 
@@ -305,18 +386,25 @@ class MotionEntry(_ScorerEntry):
     params: MotionParams = Field(default_factory=MotionParams)
 
 
+class PatrolEntry(_ScorerEntry):
+    name: Literal["patrol"] = Field(description="registered scorer name")
+    checkpoint: str | None = Field(None, description=(
+        "the reference route's index, written by `vad patrol index` (docs/patrol.md)"))
+    params: PatrolParams = Field(default_factory=PatrolParams)
+
+
 class VadCLIPEntry(_ScorerEntry):
     name: Literal["vadclip"] = Field(description="registered scorer name")
     params: VadCLIPParams = Field(default_factory=VadCLIPParams)
 
 
-ScorerEntry = Annotated[FrameDiffEntry | CTD2GANEntry | MotionEntry | VadCLIPEntry,
-                        Field(discriminator="name")]
+ScorerEntry = Annotated[FrameDiffEntry | CTD2GANEntry | MotionEntry | PatrolEntry
+                        | VadCLIPEntry, Field(discriminator="name")]
 """One scorer of the pipeline: a registered name, its checkpoint, fusion weight and params."""
 
 SCORER_ENTRIES: dict[str, type[_ScorerEntry]] = {
     entry.model_fields["name"].annotation.__args__[0]: entry
-    for entry in (FrameDiffEntry, CTD2GANEntry, MotionEntry, VadCLIPEntry)}
+    for entry in (FrameDiffEntry, CTD2GANEntry, MotionEntry, PatrolEntry, VadCLIPEntry)}
 
 
 def scorer_entry(name: str, **values: Any) -> _ScorerEntry:

@@ -19,7 +19,7 @@ SCHEMA_VERSION = 1
 EVENT_TYPES = ("opened", "updated", "closed", "acknowledged", "resolved", "reopened")
 STATUS_EVENTS = {"acknowledged": "acknowledged", "resolved": "resolved", "new": "reopened"}
 # Evidence images stay in the store (the dashboard link shows them); events stay small.
-_LEFT_OUT = {"keyframe_jpeg", "heatmap_png"}
+_LEFT_OUT = {"keyframe_jpeg", "heatmap_png", "reference_jpeg"}
 ALERT_FIELDS = tuple(f.name for f in fields(Alert) if f.name not in _LEFT_OUT)
 
 

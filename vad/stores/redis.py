@@ -57,7 +57,7 @@ __all__ = ["RedisAlertStore", "StoreUnavailableError"]
 _FIELD_TYPES = {f.name: f.type for f in fields(Alert)}
 # Fields `put` sets only on a new alert: re-processing a stream must not reset them.
 _KEPT_FIELDS = (*OPERATOR_FIELDS, *EXPLANATION_FIELDS)
-_BYTES_FIELDS = ("keyframe_jpeg", "heatmap_png")
+_BYTES_FIELDS = ("keyframe_jpeg", "heatmap_png", "reference_jpeg")
 _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
 # A wrong or missing password is a configuration error, not an outage: nothing is spooled.
 _REFUSED = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
@@ -485,8 +485,8 @@ def _alert_to_json(alert: Alert) -> dict[str, Any]:
 def _alert_from_json(values: dict[str, Any]) -> Alert:
     values = dict(values)
     values["boxes"] = boxes_from_json(values.get("boxes"))
-    for name in _BYTES_FIELDS:
-        if values[name] is not None:
+    for name in _BYTES_FIELDS:  # a spool written by an older release may lack some
+        if values.get(name) is not None:
             values[name] = base64.b64decode(values[name])
     return Alert(**values)
 

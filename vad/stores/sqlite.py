@@ -76,6 +76,11 @@ _MIGRATIONS = [
     );
     CREATE INDEX clips_created ON clips (created_at);
     """,
+    # Reference-based scorers (patrol mode): the matched reference frame, as evidence.
+    """
+    ALTER TABLE alerts ADD COLUMN reference_frame INTEGER NOT NULL DEFAULT -1;
+    ALTER TABLE alerts ADD COLUMN reference_jpeg BLOB;
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
