@@ -19,100 +19,29 @@ plus the weighted consistency error; the frame's score is the largest cell anoma
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from models.base import (InputSpec, LearningType, Scorer, checked_tensor,
                          register_scorer)
-from models.flow import DenseFlow, flow_masked_frame, to_uint8
+from models.flow import DenseFlow, to_uint8
+from models.motion_cells import CellFeatures, CellFeaturizer, Geometry, fit_geometry
 from models.motion_text import MotionDescription, describe_motion
-from models.scoring import iter_clips, progress_frames
-from streams.sources import Source
+from models.scoring import progress_frames
 from streams.windows import preprocess
 from vad.config.scorers import MotionParams
 from vad.data.training import TrainingSet
 from vad.errors import VadError
 from vad.types import Calibration, Clip, Frame, ScoreResult
 
-
-@dataclass
-class CellFeatures:
-    """Per-cell features of N frames: (N, h, w, ...) arrays on the cell grid."""
-
-    appearance: np.ndarray  # (N, h, w, A)
-    motion: np.ndarray  # (N, h, w, M)
-    moving_fraction: np.ndarray  # (N, h, w)
-    block_speed: np.ndarray  # (N, H/block, W/block) mean speed of moving pixels, 0 if none
-
-    def joint(self, config: MotionParams) -> np.ndarray:
-        """The motion-aware vector the memory bank holds: (N, h, w, M + 2 [+ A])."""
-        n, h, w = self.moving_fraction.shape
-        rows, cols = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
-        position = np.broadcast_to(np.stack([rows, cols], -1), (n, h, w, 2))
-        parts = [self.motion, config.position_weight * position]
-        if config.appearance_weight > 0:
-            parts.append(config.appearance_weight * self.appearance)
-        return np.concatenate(parts, -1).astype(np.float32)
-
-
-def _block_sums(values: np.ndarray, block: int) -> np.ndarray:
-    """(H, W, C) -> (H//block, W//block, C) sums over non-overlapping blocks."""
-    h, w = values.shape[0] // block, values.shape[1] // block
-    return values[:h * block, :w * block].reshape(h, block, w, block, -1).sum((1, 3))
-
-
-def _windows(blocks: np.ndarray) -> np.ndarray:
-    """Block sums -> sums over 2x2-block windows with a stride of one block."""
-    return blocks[:-1, :-1] + blocks[1:, :-1] + blocks[:-1, 1:] + blocks[1:, 1:]
-
-
-def _histogram(bins: np.ndarray, weights: np.ndarray, count: int, block: int) -> np.ndarray:
-    """Per-window histograms of integer `bins` (H, W) weighted by `weights`; bins >= count drop."""
-    h, w = bins.shape[0] // block, bins.shape[1] // block
-    bins, weights = bins[:h * block, :w * block], weights[:h * block, :w * block]
-    block_index = ((np.arange(h * block) // block)[:, None] * w
-                   + (np.arange(w * block) // block)[None, :])
-    keep = bins < count
-    sums = np.bincount((block_index * count + bins)[keep], weights[keep].astype(np.float64),
-                       minlength=h * w * count)
-    return _windows(sums.reshape(h, w, count).astype(np.float32))
-
-
-def _gradient_histogram(image: np.ndarray, bins: int, block: int) -> np.ndarray:
-    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0)
-    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1)
-    magnitude, angle = cv2.cartToPolar(gx, gy)
-    orientation = (angle * (bins / np.pi)).astype(np.int64) % bins  # unsigned: mod 180 deg
-    hist = _histogram(orientation, magnitude, bins, block)
-    return hist / (np.linalg.norm(hist, axis=-1, keepdims=True) + 1.0)
-
-
-def frame_features(frame: np.ndarray, flow: np.ndarray, config: MotionParams,
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Appearance, motion, moving fraction and block speed of one frame and its flow."""
-    block = config.block
-    speed, angle = cv2.cartToPolar(flow[..., 0], flow[..., 1])
-    moving = speed > config.move_threshold
-    direction = (angle * (config.orientations / (2 * np.pi))).astype(np.int64) % config.orientations
-    speed_bin = sum((speed > edge).astype(np.int64) for edge in config.speed_edges)
-    n_speeds = len(config.speed_edges) + 1
-    flow_bins = np.where(moving, direction * n_speeds + speed_bin, config.orientations * n_speeds)
-    area = 4 * block * block
-    flow_hist = _histogram(flow_bins, np.ones_like(speed), config.orientations * n_speeds,
-                           block) / area
-    masked = flow_masked_frame(frame, flow, config.move_threshold)
-    motion = np.concatenate(
-        [flow_hist, config.masked_weight
-         * _gradient_histogram(masked, config.gradient_bins, block)], -1)
-    appearance = _gradient_histogram(frame, config.gradient_bins, block)
-    moving_blocks = _block_sums(np.stack([moving, speed * moving], -1).astype(np.float32), block)
-    moving_fraction = _windows(moving_blocks[..., :1])[..., 0] / area
-    block_speed = moving_blocks[..., 1] / np.maximum(moving_blocks[..., 0], 1.0)
-    return appearance, motion, moving_fraction, block_speed
+GEOMETRY_PAIRS = 300  # frame pairs of the normal videos, spread evenly, that fit the geometry
+FIT_CHUNK = 64  # frames whose cell features are computed together while fitting
+MIN_BLOCK_SAMPLES = 5  # moving pixels a block needs for its own normal speed
+KNN_CHUNK_ELEMENTS = 1 << 24  # query x bank distances held at once (64 MB)
 
 
 class _Consistency:
@@ -153,12 +82,16 @@ class MotionScorer(Scorer):
 
     def __init__(self, config: MotionParams | None = None, device: str = "auto"):
         super().__init__(config, device)
-        self.flow = DenseFlow(self.config.flow)
+        self.flow = DenseFlow(self.config.flow, self.config.flow_scale)
         self.bank = np.zeros((0, 0), np.float32)
         self.distance_scale = np.float32(1.0)
         self.consistency = _Consistency()
-        grid = (self.config.size[0] // self.config.block, self.config.size[1] // self.config.block)
-        self.normal_speed = np.ones(grid, np.float32)
+        self.cells = CellFeaturizer(self.config, Geometry.uniform(1.0))
+        self.normal_speed = np.ones(self._block_grid, np.float32)
+
+    @property
+    def _block_grid(self) -> tuple[int, int]:
+        return self.config.size[0] // self.config.block, self.config.size[1] // self.config.block
 
     @property
     def input_spec(self) -> InputSpec:
@@ -183,88 +116,117 @@ class MotionScorer(Scorer):
         `steps` (T-1,) are frame-index gaps between the frames: flows are divided by them so
         that speeds stay in pixels per source frame when frames are sampled sparsely.
         """
+        frames = to_uint8(frames)
         flows = self.flow.sequence(frames)
         if steps is not None:
             flows = flows / np.asarray(steps, np.float32).reshape(-1, 1, 1, 1)
-        parts = [frame_features(frame, flow, self.config) for frame, flow in zip(frames[1:], flows)]
-        return CellFeatures(*(np.stack(p) for p in zip(*parts))), flows
+        return self.cells.features(frames[1:], flows), flows
 
     def _clip_features(self, clip: Clip) -> CellFeatures:
         return self.features(clip.frames[clip.context - 1:])[0]
 
     # -- scoring --------------------------------------------------------------------------
     def cell_scores(self, cells: CellFeatures) -> np.ndarray:
-        """(N, h, w) anomaly of each cell; cells that barely move score 0."""
+        """(N, n) anomaly of each cell; cells that barely move score 0."""
         if not self.fitted:
             raise VadError("motion: the scorer is not fitted; run `vad fit` or load a checkpoint")
-        moving = cells.moving_fraction > self.config.min_moving_fraction
-        scores = np.zeros(moving.shape, np.float32)
-        if moving.any():
-            joint = cells.joint(self.config)[moving]
-            distance = self._knn_distance(joint) / self.distance_scale
-            consistency = self.consistency.error(cells.appearance[moving], cells.motion[moving])
-            scores[moving] = distance + self.config.consistency_weight * consistency
+        scores = np.zeros(cells.moving.shape, np.float32)
+        if cells.moving.any():
+            scores[cells.moving] = self._anomaly(cells)
         return scores
+
+    def _anomaly(self, cells: CellFeatures, distance: np.ndarray | None = None) -> np.ndarray:
+        """(m,) anomaly of the moving cells: k-NN distance (computed unless given) in units of
+        the normal distance, plus the weighted consistency error."""
+        if distance is None:
+            distance = self._knn_distance(cells.joint(self.config))
+        consistency = self.consistency.error(cells.appearance, cells.motion)
+        return distance / self.distance_scale + self.config.consistency_weight * consistency
 
     def _knn_distance(self, queries: np.ndarray, exclude_self: np.ndarray | None = None,
                       ) -> np.ndarray:
-        """Mean distance to the k nearest bank cells; `exclude_self` marks bank members."""
+        """Mean distance to the k nearest bank cells; `exclude_self` marks bank members.
+
+        Squared distances as |q|^2 + |b|^2 - 2 q.b, one matrix product per chunk of queries
+        (several times faster than cdist), and a min instead of a sort when one is needed."""
         k = self.config.k
+        nearest = k + (exclude_self is not None)
         bank = torch.from_numpy(self.bank)
+        bank_norms = (bank * bank).sum(1)[None, :]
+        rows = max(1, KNN_CHUNK_ELEMENTS // len(bank))
         out = []
-        for start in range(0, len(queries), 8192):
-            chunk = torch.from_numpy(queries[start:start + 8192])
-            nearest = torch.cdist(chunk, bank).topk(k + 1, largest=False).values
+        for start in range(0, len(queries), rows):
+            chunk = torch.from_numpy(queries[start:start + rows])
+            squared = torch.addmm(bank_norms, chunk, bank.T, alpha=-2)
+            if nearest == 1:
+                values = squared.min(1, keepdim=True).values
+            else:
+                values = squared.topk(nearest, largest=False, sorted=True).values
+            values = (values + (chunk * chunk).sum(1, keepdim=True)).clamp_min(0).sqrt()
             if exclude_self is not None:
-                member = torch.from_numpy(exclude_self[start:start + 8192])[:, None]
-                nearest = torch.where(member, nearest[:, 1:], nearest[:, :k])
-            out.append(nearest[:, :k].mean(1).numpy())
-        return np.concatenate(out)
+                member = torch.from_numpy(exclude_self[start:start + rows])[:, None]
+                values = torch.where(member, values[:, 1:], values[:, :k])
+            out.append(values[:, :k].mean(1).numpy())
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def score(self, clip: Clip) -> ScoreResult:
         cells = self.cell_scores(self._clip_features(clip))
         return ScoreResult(clip.camera_id, clip.target_indices,
-                           cells.reshape(len(cells), -1).max(1).astype(np.float64),
-                           self._heatmaps(cells))
-
-    def _heatmaps(self, cells: np.ndarray) -> np.ndarray:
-        """Cell scores -> per-block map (each block the max of the cells covering it)."""
-        padded = np.pad(cells, ((0, 0), (1, 1), (1, 1)))
-        return np.maximum.reduce([padded[:, 1:, 1:], padded[:, :-1, 1:],
-                                  padded[:, 1:, :-1], padded[:, :-1, :-1]])
+                           cells.max(1).astype(np.float64), self.cells.grid.heatmap(cells))
 
     # -- fitting --------------------------------------------------------------------------
-    def _iter_features(self, sources: Sequence[Source], progress: bool) -> Iterator[CellFeatures]:
-        for source in sources:
+    def _normal_frames(self, training: TrainingSet, progress: bool) -> list[np.ndarray]:
+        """Each normal video as uint8 frames at the analysis size, decoded once."""
+        videos = []
+        for source in training.normal_sources():
             frames = progress_frames(source, f"fit motion {source.camera_id}", progress)
-            for clip in iter_clips(self, frames):
-                yield self._clip_features(clip)
+            videos.append(np.stack([to_uint8(preprocess(f.image, self.config.size, True))
+                                    for f in frames]))
+        if not videos or max(len(v) for v in videos) < 2:
+            raise VadError("motion: the normal videos need at least 2 frames")
+        return videos
+
+    def _fit_geometry(self, videos: list[np.ndarray]) -> Geometry:
+        pairs = [(v, t) for v, frames in enumerate(videos) for t in range(len(frames) - 1)]
+        step = max(1, len(pairs) // GEOMETRY_PAIRS)
+        speeds = []
+        for v, t in pairs[::step]:
+            flow = self.flow(videos[v][t], videos[v][t + 1])
+            speeds.append(cv2.magnitude(flow[..., 0], flow[..., 1]))
+        return fit_geometry(np.stack(speeds), self.config)
 
     def fit(self, training: TrainingSet, progress: bool = True) -> None:
-        sources = training.normal_sources()
         cfg = self.config
-        chunks = list(self._iter_features(sources, progress))
-        cells = CellFeatures(*(np.concatenate(parts) for parts in zip(*(
-            (c.appearance, c.motion, c.moving_fraction, c.block_speed) for c in chunks))))
-        moving = cells.moving_fraction > cfg.min_moving_fraction
-        if moving.sum() < 2 * cfg.k + 2:
+        videos = self._normal_frames(training, progress)
+        self.cells = CellFeaturizer(cfg, self._fit_geometry(videos))
+        chunks, speed_sums, counts = [], 0.0, 0.0
+        for frames in tqdm(videos, desc="fit motion: cell features", disable=not progress,
+                           leave=False):
+            for start in range(0, len(frames) - 1, FIT_CHUNK):
+                part = frames[start:start + FIT_CHUNK + 1]
+                cells, flows = self.features(part)
+                chunks.append(cells)
+                for flow in flows:
+                    sums, seen = self.cells.block_speed(flow)
+                    speed_sums, counts = speed_sums + sums, counts + seen
+        cells = CellFeatures.concatenate(chunks)
+        if len(cells.motion) < 2 * cfg.k + 2:
             raise VadError("motion: the normal videos show almost no motion to learn from")
-        joint = cells.joint(cfg)[moving]
-        rng = np.random.default_rng(cfg.seed)
-        chosen = rng.choice(len(joint), min(cfg.bank_size, len(joint)), replace=False)
+        joint = cells.joint(cfg)
+        chosen = _bank_sample(joint, cfg)
         self.bank = np.ascontiguousarray(joint[chosen])
-        self.consistency = _Consistency.fit(cells.appearance[moving], cells.motion[moving],
-                                            cfg.consistency_dim)
-        self.normal_speed = _normal_block_speed(cells.block_speed)
-        # Distances in units of the typical normal k-NN distance (leave-self-out).
+        self.consistency = _Consistency.fit(cells.appearance, cells.motion, cfg.consistency_dim)
+        self.normal_speed = _normal_block_speed(speed_sums, counts,
+                                                self.cells.geometry.speed_map(self._block_grid))
+        # Distances in units of the typical normal k-NN distance (leave-self-out), and the
+        # calibration on the same leave-self-out scores, so that it is not optimistic.
         in_bank = np.zeros(len(joint), bool)
         in_bank[chosen] = True
         distance = self._knn_distance(joint, in_bank)
         self.distance_scale = np.float32(np.median(distance) or 1.0)
-        scores = np.zeros(moving.shape, np.float32)
-        consistency = self.consistency.error(cells.appearance[moving], cells.motion[moving])
-        scores[moving] = distance / self.distance_scale + cfg.consistency_weight * consistency
-        self.calibration = Calibration.from_scores(scores.reshape(len(scores), -1).max(1))
+        scores = np.zeros(cells.moving.shape, np.float32)
+        scores[cells.moving] = self._anomaly(cells, distance)
+        self.calibration = Calibration.from_scores(scores.max(1))
 
     # -- descriptions ---------------------------------------------------------------------
     def describe_motion(self, frames: np.ndarray | Sequence[Frame]) -> MotionDescription | None:
@@ -284,8 +246,8 @@ class MotionScorer(Scorer):
         cells, flows = self.features(gray, steps)
         scores = self.cell_scores(cells)
         floor = self.calibration.mean + self.config.describe_min_z * self.calibration.std
-        return describe_motion(flows, np.where(scores >= floor, scores, 0.0), self.normal_speed,
-                               self.config)
+        return describe_motion(flows, np.where(scores >= floor, scores, 0.0), self.cells,
+                               self.normal_speed)
 
     def describe(self, frames: np.ndarray | Sequence[Frame]) -> str | None:
         """A short factual sentence on what moves unusually in `frames` (see describe_motion)."""
@@ -297,11 +259,10 @@ class MotionScorer(Scorer):
     # -- checkpoint -----------------------------------------------------------------------
     def tensors(self) -> dict[str, np.ndarray]:
         return {"bank": self.bank, "distance_scale": np.asarray([self.distance_scale]),
-                "normal_speed": self.normal_speed,
+                "normal_speed": self.normal_speed, "geometry": self.cells.geometry.to_array(),
                 **{f"consistency.{k}": v for k, v in self.consistency.tensors.items()}}
 
     def load_tensors(self, tensors: dict[str, np.ndarray]) -> None:
-        grid = (self.config.size[0] // self.config.block, self.config.size[1] // self.config.block)
         width = self.bank_width()
         self.bank = checked_tensor(tensors, "bank", (None, width))
         if len(self.bank) <= self.config.k:
@@ -309,16 +270,24 @@ class MotionScorer(Scorer):
         self.distance_scale = np.float32(checked_tensor(tensors, "distance_scale", (1,))[0])
         if self.distance_scale <= 0:
             raise VadError("tensor 'distance_scale' must be positive")
-        self.normal_speed = checked_tensor(tensors, "normal_speed", grid)
+        self.normal_speed = checked_tensor(tensors, "normal_speed", self._block_grid)
+        geometry = checked_tensor(tensors, "geometry", (4,))
+        if geometry[3] <= 0:
+            raise VadError("tensor 'geometry' must hold a positive reference speed")
+        self.cells = CellFeaturizer(self.config, Geometry.from_array(geometry))
         self.consistency = _Consistency({k.split(".", 1)[1]: v for k, v in tensors.items()
                                          if k.startswith("consistency.")})
 
 
-def _normal_block_speed(block_speed: np.ndarray) -> np.ndarray:
-    """Typical speed of moving pixels per block on normal video; blocks never seen moving
-    take the median of the others."""
-    moving = block_speed > 0
-    counts = moving.sum(0)
-    mean = np.where(counts > 0, block_speed.sum(0) / np.maximum(counts, 1), 0.0)
-    fallback = np.median(mean[counts > 0]) if (counts > 0).any() else 1.0
-    return np.where(counts >= 5, mean, fallback).astype(np.float32)
+def _bank_sample(joint: np.ndarray, config: MotionParams) -> np.ndarray:
+    """Indices of the memory bank's cells: a random sample of the normal moving cells."""
+    rng = np.random.default_rng(config.seed)
+    return rng.choice(len(joint), min(config.bank_size, len(joint)), replace=False)
+
+
+def _normal_block_speed(speed_sums: np.ndarray, counts: np.ndarray,
+                        fitted: np.ndarray) -> np.ndarray:
+    """Typical speed of moving pixels per block on normal video; blocks seen moving too
+    rarely take the fitted geometry's speed."""
+    mean = speed_sums / np.maximum(counts, 1.0)
+    return np.where(counts >= MIN_BLOCK_SAMPLES, mean, fitted).astype(np.float32)

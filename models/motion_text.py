@@ -10,8 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.flow import moving_mask
-from vad.config.scorers import MotionParams
+from models.motion_cells import CellFeaturizer
 
 # Image-space compass: 0 degrees = rightwards, 90 = downwards (image rows grow downwards).
 DIRECTIONS = ("left to right", "down and to the right", "downwards", "down and to the left",
@@ -71,18 +70,19 @@ def _blob(moving: np.ndarray, window: tuple[slice, slice]) -> np.ndarray:
     return labels == int(np.argmax(counts))
 
 
-def describe_motion(flows: np.ndarray, cell_scores: np.ndarray, normal_speed: np.ndarray,
-                    config: MotionParams) -> MotionDescription | None:
+def describe_motion(flows: np.ndarray, cell_scores: np.ndarray, cells: CellFeaturizer,
+                    normal_speed: np.ndarray) -> MotionDescription | None:
     """Describe the most unusual moving blob.
 
-    flows: (T, H, W, 2) optical flow; cell_scores: (T, h, w) anomaly of each 2x2-block cell
-    window; normal_speed: (H/block, W/block) normal speed of moving pixels per block.
+    flows: (T, H, W, 2) optical flow; cell_scores: (T, n) anomaly of each cell of
+    `cells.grid`; normal_speed: (h, w) normal speed of moving pixels per block of the grid
+    over the frame.
     """
-    peaks = cell_scores.reshape(len(cell_scores), -1).max(1)
+    peaks = cell_scores.max(1)
     if peaks.max() <= 0:
         return None
     observations = [seen for t in np.flatnonzero(peaks >= PEAK_SHARE * peaks.max())
-                    if (seen := _observe(flows[t], cell_scores[t], normal_speed, config, t))]
+                    if (seen := _observe(flows[t], cell_scores[t], cells, normal_speed, t))]
     if not observations:
         return None
     peak = max(observations, key=lambda seen: peaks[seen.offset])
@@ -106,13 +106,11 @@ class _Observation:
     area_fraction: float
 
 
-def _observe(flow: np.ndarray, cells: np.ndarray, normal_speed: np.ndarray,
-             config: MotionParams, offset: int) -> _Observation | None:
+def _observe(flow: np.ndarray, scores: np.ndarray, cells: CellFeaturizer,
+             normal_speed: np.ndarray, offset: int) -> _Observation | None:
     """The blob under the most unusual cell of one frame, or None when it does not move."""
-    block = config.block
-    row, col = np.unravel_index(np.argmax(cells), cells.shape)
-    window = (slice(row * block, (row + 2) * block), slice(col * block, (col + 2) * block))
-    blob = _blob(moving_mask(flow, config.move_threshold), window)
+    top, left, bottom, right = cells.grid.pixel_boxes[int(np.argmax(scores))]
+    blob = _blob(cells.moving(flow), (slice(top, bottom), slice(left, right)))
     if not blob.any():
         return None
     vectors = flow[blob]

@@ -22,7 +22,7 @@ LAYERS = [
     ("engine parts", ["vad.events", "vad.fusion", "vad.stores", "vad.outputs", "vad.clips"]),
     ("pipeline", ["vad.pipeline"]),
     ("services", ["vad.serve", "vad.evaluation", "vad.weak_eval", "vad.cameras", "vad.vane",
-                  "vad.patrol"]),
+                  "vad.patrol", "vad.workers"]),
     ("app", ["vad.commands", "vad.cli", "dashboard", "vad.commands.patrol"]),
 ]
 

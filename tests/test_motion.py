@@ -5,7 +5,8 @@ import pytest
 from conftest import moving_square, write_video
 
 from models import get_scorer, load_scorer
-from models.flow import DenseFlow, flow_masked_frame
+from models.flow import DenseFlow
+from models.motion_cells import CellGrid, Geometry, fit_geometry
 from models.motion_text import direction_name, region_name
 from streams.sources import VideoFileSource
 from models.scoring import score_source
@@ -38,17 +39,17 @@ def scorer(tmp_path_factory):
     return fitted
 
 
-def test_flow_mask_keeps_only_the_moving_square():
+def test_moving_mask_keeps_only_the_moving_square():
     frames = moving_square(n=8, size=SIZE, side=12, speed=3)
     flow = DenseFlow()(frames[6], frames[7])
-    masked = flow_masked_frame(frames[7], flow, threshold=0.4)
+    moving = get_scorer("motion", **TINY).cells.moving(flow)
     top, left = SIZE[0] // 2 - 6, 4 + 3 * 7
     square = np.zeros(SIZE, bool)
     square[top:top + 12, left:left + 12] = True
     near = np.zeros(SIZE, bool)
     near[top - 8:top + 20, left - 8:left + 20] = True
-    assert (masked[square] > 0).mean() > 0.5  # the square is kept ...
-    assert not masked[~near].any()  # ... and the static background far from it is zeroed
+    assert moving[square].mean() > 0.5  # the square moves ...
+    assert not moving[~near].any()  # ... and the static background far from it does not
 
 
 def test_fast_object_scores_above_the_normal_motion(scorer, tmp_path):
@@ -97,6 +98,46 @@ def test_names_and_errors():
         get_scorer("motion", **TINY).describe(square_clip(3, 2, 10, 10))
     with pytest.raises(VadError, match="bank_size"):
         get_scorer("motion", k=5, bank_size=5)
+
+
+def test_downscaled_flow_measures_speed_in_full_size_pixels():
+    frames = moving_square(n=8, size=(96, 128), side=24, speed=4)
+    flow = DenseFlow(scale=0.5)(frames[6], frames[7])
+    assert flow.shape == (96, 128, 2)
+    top, left = 48 - 12, 4 + 4 * 7
+    inside = flow[top + 6:top + 18, left + 6:left + 18, 0]
+    assert 3.0 < np.median(inside) < 5.0  # 4 px/frame at full size, not 2
+    with pytest.raises(VadError, match="scale"):
+        DenseFlow(scale=0)
+
+
+def test_geometry_follows_speed_that_grows_down_the_view():
+    """Normal speed 4x larger at the bottom than at the top (a ground plane seen in
+    perspective): the fitted geometry says so, and cells grow down the view."""
+    config = get_scorer("motion", size=(96, 128), block=8).config
+    rows = np.linspace(0, 1, 96)[:, None]
+    speed = np.broadcast_to(0.5 + 1.5 * rows, (96, 128))
+    geometry = fit_geometry(np.stack([speed] * 3).astype(np.float32), config)
+    scale = geometry.scale_map((4, 4))
+    assert scale[-1].mean() / scale[0].mean() > 2.5
+    assert np.allclose(scale[:, 0], scale[:, -1], rtol=0.05)  # no slope across
+    grid = CellGrid.build(geometry.scale_map((24, 32)), 4, 4)
+    sides = grid.boxes[:, 2] - grid.boxes[:, 0]
+    top_cells = grid.boxes[:, 0] == 0
+    assert sides[top_cells].max() < sides[~top_cells].max()
+    flat = fit_geometry(np.stack([np.full((96, 128), 1.2, np.float32)] * 3), config)
+    assert np.allclose(flat.scale_map((4, 4)), 1.0, atol=0.05)
+    assert np.array_equal(Geometry.from_array(geometry.to_array()).to_array(),
+                          geometry.to_array())
+
+
+def test_knn_distance_is_the_exact_nearest_neighbour(scorer):
+    import torch
+
+    queries = np.random.default_rng(2).normal(size=(50, scorer.bank.shape[1])).astype(np.float32)
+    expected = torch.cdist(torch.from_numpy(queries), torch.from_numpy(scorer.bank)).min(1)
+    np.testing.assert_allclose(scorer._knn_distance(queries), expected.values.numpy(),
+                               rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow

@@ -321,6 +321,7 @@ def test_vad_run_config_runs_every_camera_at_once(server, checkpoint, tmp_path, 
 scorers: [{{name: frame-diff, checkpoint: '{checkpoint}'}}]
 store: {store_url}
 live: {{probe_s: 0.2, reconnect_initial_s: 0.1, offline_after_s: 0.5}}
+workers: {{processes: 1}}  # one pipeline: the cameras start together (test_workers: several)
 cameras:
   door:
     source: {server.url}

@@ -114,9 +114,11 @@ class CameraRun:
 
 
 def run_cameras(sources: Sequence[Source], pipeline: Pipeline, store: AlertStore,
-                stop: threading.Event | None = None, progress: bool = True) -> CameraRun:
+                stop: threading.Event | None = None, progress: bool = True,
+                first_bar: int = 0) -> CameraRun:
     """Score every source at once until all have ended, `stop` is set or Ctrl-C; open events
-    are closed and stored either way. A camera that fails ends alone: the others go on."""
+    are closed and stored either way. A camera that fails ends alone: the others go on.
+    `first_bar`: the terminal line of the first camera's progress bar (several processes)."""
     from tqdm import tqdm
 
     stop = stop or threading.Event()
@@ -128,7 +130,7 @@ def run_cameras(sources: Sequence[Source], pipeline: Pipeline, store: AlertStore
     readers = [threading.Thread(target=_read, args=(source, frames, stop), daemon=True,
                                 name=f"camera-{source.camera_id}") for source in sources]
     bars = {source.camera_id: tqdm(total=len(source) or None, desc=f"camera {source.camera_id}",
-                                   unit="frame", position=position, disable=not progress)
+                                   unit="frame", position=first_bar + position, disable=not progress)
             for position, source in enumerate(sources)}
     feeds, run, running = CameraFeeds(pipeline), CameraRun(), len(sources)
     for reader in readers:

@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     add_scorer_args(parser)
     add_config_args(parser)
     config_flag(parser, "--store", key="store.url", help="alert store URL")
+    config_flag(parser, "--workers", key="workers.processes", type=int, metavar="N",
+                help="processes scoring the cameras (groups of cameras, one per core)")
     parser.add_argument("--camera", help="camera id of a single SOURCE (default: the file or "
                                          "folder name)")
     parser.add_argument("--no-progress", action="store_true")
@@ -32,10 +34,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import threading
 
-    from vad.cameras import run_cameras
     from vad.errors import VadError
-    from vad.pipeline import Pipeline, alert_listeners
     from vad.stores import open_store, redacted
+    from vad.workers import worker_count
 
     config = config_from_args(args)
     if args.camera and len(args.sources) != 1:
@@ -43,25 +44,23 @@ def run(args: argparse.Namespace) -> int:
     sources = open_sources(config, args.sources, [args.camera] * len(args.sources))
     if not sources:
         raise VadError("nothing to run: give a SOURCE or cameras with a source in the config")
-    reasoner = build_reasoner_for(config)
     stop = threading.Event()
+    workers = worker_count(config.workers, len(sources))
     with open_store(config.store) as store:
-        pipeline = Pipeline.from_config(config, store, reasoner)
-        pipeline.listeners += alert_listeners(config, store)  # event clips, alert outputs
-        try:
-            with _stopped_by_signals(stop):
-                result = run_cameras(sources, pipeline, store, stop,
-                                     progress=not args.no_progress)
-        finally:
-            pipeline.close()
+        with _stopped_by_signals(stop):
+            if workers > 1:
+                result, failures = _run_in_processes(config, sources, workers, store, stop,
+                                                     not args.no_progress)
+            else:
+                result, failures = _run_here(config, sources, store, stop, not args.no_progress)
         alerts = [store.get(alert.id) or alert for alert in result.alerts]
     for source in sources:
         print_alerts([a for a in alerts if a.camera_id == source.camera_id], source.camera_id)
     print(f"alerts stored in {redacted(config.store.url)}")
     if result.stopped:
         print("stopped: open events were closed and stored")
-    if pipeline.explanation_failures:
-        print(f"warning: {pipeline.explanation_failures} alert(s) could not be explained "
+    if failures:
+        print(f"warning: {failures} alert(s) could not be explained "
               "(see the log and the alerts' explanation)")
     for error in result.errors.values():
         if not isinstance(error, VadError):
@@ -71,6 +70,37 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: camera {camera}: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _run_here(config, sources, store, stop, progress: bool):
+    """All cameras in this process: the CameraRun and the explanation failures."""
+    from vad.cameras import run_cameras
+    from vad.pipeline import Pipeline, alert_listeners
+
+    pipeline = Pipeline.from_config(config, store, build_reasoner_for(config))
+    pipeline.listeners += alert_listeners(config, store)  # event clips, alert outputs
+    try:
+        result = run_cameras(sources, pipeline, store, stop, progress=progress)
+    finally:
+        pipeline.close()
+    return result, pipeline.explanation_failures
+
+
+def _run_in_processes(config, sources, workers: int, store, stop, progress: bool):
+    """Camera groups in worker processes: their alerts (read back from the store), errors and
+    explanation failures, as one CameraRun."""
+    from vad.cameras import CameraRun
+    from vad.errors import VadError
+    from vad.workers import run_camera_groups
+
+    cameras = [(source.location, source.camera_id) for source in sources]
+    groups = run_camera_groups(config, cameras, workers, build_reasoner_for, stop, progress)
+    result = CameraRun(stopped=any(group.stopped for group in groups))
+    for group in groups:
+        result.alerts += [alert for alert in map(store.get, group.alert_ids) if alert]
+        result.errors.update({camera: VadError(text) if is_vad else RuntimeError(text)
+                              for camera, (is_vad, text) in group.errors.items()})
+    return result, sum(group.explanation_failures for group in groups)
 
 
 @contextmanager

@@ -28,6 +28,7 @@ from vad.config.sections import (DashboardConfig, DataConfig, EventConfig, Kafka
                                  WindowConfig)
 from vad.config.sources import LiveSourceConfig
 from vad.config.vane import VaneConfig
+from vad.config.workers import WorkersConfig
 from vad.errors import VadError
 
 __all__ = ["CameraConfig", "EventConfig", "LiveSourceConfig", "PipelineSettings",
@@ -76,6 +77,7 @@ class VadConfig(PipelineSettings):
     vane: VaneConfig = Field(default_factory=VaneConfig)
     clips: ClipConfig = Field(default_factory=ClipConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
     cameras: dict[CameraId, CameraConfig] = Field(default_factory=dict, description=(
         "per-camera sections, merged over the global scorers/window/postprocess/events/live"))
 
