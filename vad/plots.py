@@ -38,12 +38,7 @@ def plot_video_scores(names: list[str], labels: list[np.ndarray],
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="lower right")
     fig.suptitle("anomaly score (min-max scaled for display) vs ground truth")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_roc(videos, protocols: dict[str, list[np.ndarray]], report: dict[str, Any],
@@ -58,10 +53,7 @@ def plot_roc(videos, protocols: dict[str, list[np.ndarray]], report: dict[str, A
     ax.set_ylabel("true positive rate")
     ax.set_title("frame-level ROC")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_losses(entries: list[dict[str, float]], path: str | Path, title: str) -> Path:
@@ -83,9 +75,14 @@ def plot_losses(entries: list[dict[str, float]], path: str | Path, title: str) -
         ax.set_ylabel(name, fontsize=8)
     axes[-1, 0].set_xlabel("step")
     fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out, write (making the folder) and free one figure."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

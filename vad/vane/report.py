@@ -113,6 +113,8 @@ def plot_accuracy(report: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from vad.plots import save_figure
+
     subsets = sorted(report["subsets"])
     models = list(dict.fromkeys(m for s in subsets for m in report["subsets"][s]["published"]))
     series = [(report["answerer"], [report["subsets"][s]["accuracy"] for s in subsets])]
@@ -133,11 +135,7 @@ def plot_accuracy(report: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("accuracy (%)")
     ax.set_title("VANE-Bench accuracy per subset (published: paper Table 1)", fontsize=10)
     ax.legend(fontsize=7, ncol=2, loc="upper right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def _label(subset: str, report: dict[str, Any]) -> str:
