@@ -14,7 +14,7 @@ PACKAGES = ("vad", "streams", "models", "reasoning", "dashboard")
 LAYERS = [
     ("core", ["vad", "vad.types", "vad.errors", "vad.config", "vad.config.patrol",
               "vad.registry", "vad.evidence", "vad.metrics", "vad.postprocess", "vad.plots",
-              "vad.snapshots", "vad.urls"]),
+              "vad.snapshots", "vad.urls", "vad.durable"]),
     ("streams", ["streams"]),
     ("data", ["vad.data", "vad.data.patrol", "vad.data.patrol_synth"]),
     ("models", ["models", "models.patrol"]),

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from vad.durable import open_durable
 from vad.errors import VadError
 
 log = logging.getLogger(__name__)
@@ -25,14 +26,9 @@ class DeliveryQueue:
         self.dropped = 0
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30,
-                                       isolation_level=None)
-            # A rollback journal: no memory-mapped WAL index that a full disk turns into SIGBUS.
-            self._db.execute("PRAGMA journal_mode=DELETE")
-            self._db.execute("PRAGMA synchronous=FULL")  # a queued event survives a crash
-            self._db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY "
-                             "AUTOINCREMENT, event TEXT NOT NULL, size INTEGER NOT NULL)")
+            self._db = open_durable(path, "CREATE TABLE IF NOT EXISTS events (seq INTEGER "
+                                    "PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL, "
+                                    "size INTEGER NOT NULL)")
         except (sqlite3.Error, OSError) as exc:
             raise VadError(f"{path}: cannot open the delivery queue ({exc})") from None
 

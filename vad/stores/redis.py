@@ -40,6 +40,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from vad.durable import open_durable
 from vad.errors import VadError
 from vad.config.evidence import RetentionConfig
 from vad.config.sections import RedisStoreConfig, StoreConfig
@@ -502,16 +503,10 @@ class _Spool:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         with self._errors("cannot be opened"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30,
-                                       isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=DELETE")
-            self._db.execute("PRAGMA synchronous=FULL")  # a spooled alert survives a crash
-            self._db.execute("CREATE TABLE IF NOT EXISTS ops (seq INTEGER PRIMARY KEY "
-                             "AUTOINCREMENT, op TEXT NOT NULL, payload TEXT NOT NULL, "
-                             "size INTEGER NOT NULL)")
-            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, "
-                             "value TEXT NOT NULL)")
+            self._db = open_durable(
+                path, "CREATE TABLE IF NOT EXISTS ops (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "op TEXT NOT NULL, payload TEXT NOT NULL, size INTEGER NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('target', ?)", (target,))
             owner = self._db.execute("SELECT value FROM meta WHERE key='target'").fetchone()[0]
         if owner != target:
