@@ -14,8 +14,9 @@ worker processes as this process may use cores (`vad.workers`, what `vad run` an
 - Kafka, as `vad serve --workers`: the same frames as JPEG messages (encoded beforehand, as
   cameras encode their own) published at 10 fps per camera to a Tansu broker started here,
   members of one consumer group in worker processes (`vad.commands.serve.serve_member`'s
-  StreamWorker), alerts in a redis-server started here. Camera ids are chosen so that camera
-  i goes to partition i mod (2 x workers): the members get equal shares.
+  StreamWorker), alerts in a redis-server started here. Each run's topic has one partition
+  per camera (rounded up to a multiple of the members) and camera ids are chosen so that
+  camera i goes to partition i: the members get equal shares.
 A frame's lag: from its due time (its capture time) to the pipeline having taken it (and
 scored its clip when it completes one; the clip batch of 8 frames waits 0.7 s on top, in
 every deployment). A run keeps up when the p99 lag after the warm-up stays below
@@ -355,19 +356,23 @@ class Kafka:
         self.config = config.model_copy(update={"store": config.store.model_copy(
             update={"url": self.redis.url})})
         self.messages = [encode_video(clip) for clip in clips]
-        self.partitions = 2 * workers
 
     def __call__(self, cameras: int, warmup: float, seconds: float) -> Run:
         from streams.kafka import delete_topics, ensure_topic
         from vad.config.sections import KafkaConfig, ServeConfig
 
         topic = f"capacity-{cameras}-{int(time.time())}"
-        ensure_topic(self.broker.bootstrap, topic, self.partitions)
-        ensure_topic(self.broker.bootstrap, f"{topic}.dead-letter", self.partitions)
+        # One partition per camera, rounded up to a multiple of the members: each member
+        # then owns an equal share of cameras (within one) under the range and the
+        # round-robin assignors alike. (With a fixed 2 x members, 6 cameras filled the
+        # partitions 2, 2, 1, 1 and the range assignor gave one member 4 cameras, the other 2.)
+        partitions = self.workers * -(-cameras // self.workers)
+        ensure_topic(self.broker.bootstrap, topic, partitions)
+        ensure_topic(self.broker.bootstrap, f"{topic}.dead-letter", partitions)
         config = self.config.model_copy(update={
             "kafka": KafkaConfig(bootstrap=self.broker.bootstrap, topic=topic),
-            "serve": ServeConfig(group=topic, partitions=self.partitions, metrics_port=None)})
-        names = spread_ids(cameras, self.partitions)
+            "serve": ServeConfig(group=topic, partitions=partitions, metrics_port=None)})
+        names = spread_ids(cameras, partitions)
         start_at = time.time() + startup_seconds()
         measure_from = start_at + warmup
         frames = int((warmup + seconds) * FPS)

@@ -82,7 +82,7 @@ class MotionScorer(Scorer):
 
     def __init__(self, config: MotionParams | None = None, device: str = "auto"):
         super().__init__(config, device)
-        self.flow = DenseFlow(self.config.flow, self.config.flow_scale)
+        self.flow = DenseFlow(self.config.flow, self.config.flow_scale, self.config.flow_change)
         self.bank = np.zeros((0, 0), np.float32)
         self.distance_scale = np.float32(1.0)
         self.consistency = _Consistency()
@@ -117,7 +117,10 @@ class MotionScorer(Scorer):
         that speeds stay in pixels per source frame when frames are sampled sparsely.
         """
         frames = to_uint8(frames)
-        flows = self.flow.sequence(frames)
+        # Sampled frames are far apart: their flow is taken over the whole frame (measured on
+        # Ped2 04's event: crops read the cart at 1.6x normal speed, the whole frame at 2.0x).
+        sampled = steps is not None and bool((np.asarray(steps) > 1).any())
+        flows = self.flow.sequence(frames, whole=sampled)
         if steps is not None:
             flows = flows / np.asarray(steps, np.float32).reshape(-1, 1, 1, 1)
         return self.cells.features(frames[1:], flows), flows

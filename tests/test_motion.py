@@ -111,6 +111,36 @@ def test_downscaled_flow_measures_speed_in_full_size_pixels():
         DenseFlow(scale=0)
 
 
+def test_flow_is_computed_only_where_the_picture_changed():
+    rng = np.random.default_rng(0)
+    texture = rng.integers(100, 255, (16, 16), dtype=np.uint8)
+    frames = np.repeat(rng.integers(20, 60, (96, 128), dtype=np.uint8)[None], 8, axis=0)
+    for t, frame in enumerate(frames):
+        frame[40:56, 4 + 3 * t:4 + 3 * t + 16] = texture  # a textured square, 3 px/frame
+    masked, whole = DenseFlow(change_threshold=4), DenseFlow()
+    assert masked.changed_regions(frames[0], frames[0]) == []
+    assert not masked(frames[0], frames[0]).any()  # a static scene costs no flow at all
+    (top, left, bottom, right), = masked.changed_regions(frames[6], frames[7])
+    square = np.s_[40:56, 4 + 3 * 7:4 + 3 * 7 + 16]
+    assert top <= 40 and bottom >= 56 and left <= 25 and right >= 41  # the square, and more
+    assert bottom - top < 96 or right - left < 128  # ... but not the whole frame
+    flow = masked(frames[6], frames[7])
+    assert not flow[:, right:].any() and not flow[:, :left].any()
+    assert np.median(flow[square][..., 0]) == pytest.approx(
+        np.median(whole(frames[6], frames[7])[square][..., 0]), abs=0.5)
+    with pytest.raises(VadError, match="change threshold"):
+        DenseFlow(change_threshold=-1)
+
+
+def test_sampled_frames_get_whole_frame_flow_even_with_a_change_threshold():
+    frames = moving_square(n=12, size=SIZE, side=12, speed=2)[::4]  # every 4th frame
+    scorer = get_scorer("motion", **TINY, flow_change=4)
+    _, flows = scorer.features(frames, steps=np.full(len(frames) - 1, 4))
+    np.testing.assert_allclose(flows, DenseFlow().sequence(frames) / 4)
+    _, consecutive = scorer.features(frames)
+    assert not np.allclose(consecutive, flows * 4)  # consecutive frames: only changed boxes
+
+
 def test_geometry_follows_speed_that_grows_down_the_view():
     """Normal speed 4x larger at the bottom than at the top (a ground plane seen in
     perspective): the fitted geometry says so, and cells grow down the view."""
