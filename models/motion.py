@@ -20,6 +20,7 @@ plus the weighted consistency error; the frame's score is the largest cell anoma
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -31,7 +32,7 @@ from models.base import (InputSpec, LearningType, Scorer, checked_tensor,
 from models.flow import DenseFlow, to_uint8
 from models.motion_cells import CellFeatures, CellFeaturizer, Geometry, fit_geometry
 from models.motion_text import MotionDescription, describe_motion
-from models.scoring import progress_frames
+from models.scoring import ScoringSession, progress_frames
 from streams.windows import preprocess
 from vad.config.scorers import MotionParams
 from vad.data.training import TrainingSet
@@ -95,7 +96,9 @@ class MotionScorer(Scorer):
 
     @property
     def input_spec(self) -> InputSpec:
-        return InputSpec(size=self.config.size, grayscale=True, context=1)
+        # A frame's keyframe is up to stride - 1 frames back and needs the frame stride before.
+        return InputSpec(size=self.config.size, grayscale=True,
+                         context=2 * self.config.flow_stride - 1)
 
     def bank_width(self) -> int:
         """Length of a memory-bank vector: flow histogram, masked-frame gradients, position
@@ -110,23 +113,43 @@ class MotionScorer(Scorer):
 
     # -- features -----------------------------------------------------------------------
     def features(self, frames: np.ndarray, steps: np.ndarray | None = None,
-                 ) -> tuple[CellFeatures, np.ndarray]:
+                 whole: bool | None = None) -> tuple[CellFeatures, np.ndarray]:
         """Cell features of frames[1:] (each against its predecessor) and their flows.
 
         `steps` (T-1,) are frame-index gaps between the frames: flows are divided by them so
         that speeds stay in pixels per source frame when frames are sampled sparsely.
+        `whole` forces whole-frame flow (default: when any step exceeds the flow stride).
         """
         frames = to_uint8(frames)
-        # Sampled frames are far apart: their flow is taken over the whole frame (measured on
-        # Ped2 04's event: crops read the cart at 1.6x normal speed, the whole frame at 2.0x).
-        sampled = steps is not None and bool((np.asarray(steps) > 1).any())
-        flows = self.flow.sequence(frames, whole=sampled)
+        if whole is None:
+            # Sampled frames are far apart: their flow is taken over the whole frame (measured
+            # on Ped2 04's event: crops read the cart at 1.6x normal speed, the whole frame at
+            # 2.0x).
+            whole = steps is not None and bool((np.asarray(steps) > self.config.flow_stride).any())
+        flows = self.flow.sequence(frames, whole=whole)
         if steps is not None:
             flows = flows / np.asarray(steps, np.float32).reshape(-1, 1, 1, 1)
         return self.cells.features(frames[1:], flows), flows
 
-    def _clip_features(self, clip: Clip) -> CellFeatures:
-        return self.features(clip.frames[clip.context - 1:])[0]
+    def _keyframes(self, clip: Clip) -> tuple[np.ndarray, np.ndarray]:
+        """Positions in the clip of the keyframes its targets take their score from, and each
+        target's row among them. A target's keyframe is the last frame at or before it whose
+        index is a multiple of the stride (so the choice does not depend on clip boundaries);
+        a target without one in the clip (frames were dropped) is its own keyframe."""
+        stride = self.config.flow_stride
+        targets = np.arange(clip.context, len(clip.frames))
+        offsets = clip.indices[targets] % stride
+        keys = targets - offsets
+        held = (keys >= stride) & (clip.indices[np.maximum(keys, 0)] == clip.indices[targets]
+                                   - offsets)
+        return np.unique(np.where(held, keys, targets), return_inverse=True)
+
+    def _keyframe_features(self, clip: Clip, keys: np.ndarray) -> CellFeatures:
+        stride = self.config.flow_stride
+        frames = to_uint8(clip.frames)
+        flows = np.stack([self.flow(frames[k - stride], frames[k]) for k in keys])
+        steps = (clip.indices[keys] - clip.indices[keys - stride]).astype(np.float32)
+        return self.cells.features(frames[keys], flows / steps.reshape(-1, 1, 1, 1))
 
     # -- scoring --------------------------------------------------------------------------
     def cell_scores(self, cells: CellFeatures) -> np.ndarray:
@@ -172,10 +195,25 @@ class MotionScorer(Scorer):
             out.append(values[:, :k].mean(1).numpy())
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
-    def score(self, clip: Clip) -> ScoreResult:
-        cells = self.cell_scores(self._clip_features(clip))
+    def score(self, clip: Clip, last: _Keyframe | None = None) -> ScoreResult:
+        """`last`: a camera's session's last keyframe, reused when the clip starts from it
+        (consecutive clips share it when the batch is not a multiple of the stride)."""
+        keys, rows = self._keyframes(clip)
+        indices = clip.indices[keys]
+        known = (indices == last.index) if last is not None else np.zeros(len(keys), bool)
+        cells = np.zeros((len(keys), len(self.cells.grid.centres)), np.float32)
+        if known.any():
+            cells[known] = last.scores
+        if not known.all():
+            cells[~known] = self.cell_scores(self._keyframe_features(clip, keys[~known]))
+        if last is not None:
+            last.index, last.scores = int(indices[-1]), cells[-1]
+        cells = cells[rows]
         return ScoreResult(clip.camera_id, clip.target_indices,
                            cells.max(1).astype(np.float64), self.cells.grid.heatmap(cells))
+
+    def session(self, camera_id: str, batch: int) -> ScoringSession:
+        return _KeyframeSession(self, camera_id, batch)
 
     # -- fitting --------------------------------------------------------------------------
     def _normal_frames(self, training: TrainingSet, progress: bool) -> list[np.ndarray]:
@@ -193,8 +231,11 @@ class MotionScorer(Scorer):
         pairs = [(v, t) for v, frames in enumerate(videos) for t in range(len(frames) - 1)]
         step = max(1, len(pairs) // GEOMETRY_PAIRS)
         speeds = []
+        stride = self.config.flow_stride
+        pairs = [(v, t) for v, t in pairs if t + stride < len(videos[v])] or pairs
         for v, t in pairs[::step]:
-            flow = self.flow(videos[v][t], videos[v][t + 1])
+            gap = min(stride, len(videos[v]) - 1 - t)
+            flow = self.flow(videos[v][t], videos[v][t + gap]) / gap
             speeds.append(cv2.magnitude(flow[..., 0], flow[..., 1]))
         return fit_geometry(np.stack(speeds), self.config)
 
@@ -203,11 +244,13 @@ class MotionScorer(Scorer):
         videos = self._normal_frames(training, progress)
         self.cells = CellFeaturizer(cfg, self._fit_geometry(videos))
         chunks, speed_sums, counts = [], 0.0, 0.0
+        stride = cfg.flow_stride
         for frames in tqdm(videos, desc="fit motion: cell features", disable=not progress,
                            leave=False):
-            for start in range(0, len(frames) - 1, FIT_CHUNK):
-                part = frames[start:start + FIT_CHUNK + 1]
-                cells, flows = self.features(part)
+            keyframes = frames[::stride]  # as scored: every stride-th frame against the one before
+            for start in range(0, len(keyframes) - 1, FIT_CHUNK):
+                part = keyframes[start:start + FIT_CHUNK + 1]
+                cells, flows = self.features(part, np.full(len(part) - 1, stride), whole=False)
                 chunks.append(cells)
                 for flow in flows:
                     sums, seen = self.cells.block_speed(flow)
@@ -280,6 +323,31 @@ class MotionScorer(Scorer):
         self.cells = CellFeaturizer(self.config, Geometry.from_array(geometry))
         self.consistency = _Consistency({k.split(".", 1)[1]: v for k, v in tensors.items()
                                          if k.startswith("consistency.")})
+
+
+@dataclass
+class _Keyframe:
+    """A camera's last scored keyframe: its frame index and cell scores."""
+
+    index: int = -1
+    scores: np.ndarray | None = None
+
+
+class _KeyframeSession(ScoringSession):
+    def __init__(self, scorer: MotionScorer, camera_id: str, batch: int):
+        super().__init__(scorer, camera_id, batch)
+        self.last = _Keyframe()
+
+    def score(self, clip: Clip) -> ScoreResult:
+        return self.scorer.score(clip, self.last)
+
+    def state(self) -> dict:
+        return super().state() | {"keyframe": {"index": self.last.index,
+                                               "scores": self.last.scores}}
+
+    def restore(self, state: dict) -> None:
+        super().restore(state)
+        self.last = _Keyframe(**state["keyframe"])
 
 
 def _bank_sample(joint: np.ndarray, config: MotionParams) -> np.ndarray:

@@ -70,6 +70,64 @@ def test_save_load_round_trip_gives_identical_scores(scorer, tmp_path):
     assert loaded.calibration == scorer.calibration
 
 
+@pytest.fixture(scope="module")
+def strided(tmp_path_factory):
+    """The tiny scorer fitted with flow on every 3rd frame."""
+    folder = tmp_path_factory.mktemp("motion-strided")
+    normal = [VideoFileSource(write_video(folder / f"normal{i}.mp4",
+                                          square_clip(24, 2, top, 4 + 6 * i)))
+              for i, top in enumerate((8, 26, 44))]
+    fitted = get_scorer("motion", **TINY, flow_stride=3)
+    fitted.fit(TrainingSet.from_sources(normal), progress=False)
+    return fitted
+
+
+def test_flow_stride_scores_keyframes_whatever_the_clip_boundaries(strided, tmp_path):
+    source = VideoFileSource(write_video(tmp_path / "fast.mp4", square_clip(12, 6, 30, 4)))
+    assert strided.input_spec.context == 5  # the keyframe of frame 5 is 3, its flow is from 0
+    by_four, by_seven = score_source(strided, source, batch=4), score_source(strided, source,
+                                                                            batch=7)
+    np.testing.assert_array_equal(by_four.indices, np.arange(5, 12))
+    np.testing.assert_array_equal(by_four.scores, by_seven.scores)
+    np.testing.assert_array_equal(by_four.heatmaps, by_seven.heatmaps)
+    # frames 6, 7, 8 share keyframe 6 and 9, 10, 11 keyframe 9; the two keyframes differ
+    scores = dict(zip(by_four.indices.tolist(), by_four.scores))
+    assert scores[6] == scores[7] == scores[8] and scores[9] == scores[10] == scores[11]
+    assert scores[6] != scores[9] and scores[5] != scores[6]
+
+
+def test_a_session_reuses_the_keyframe_that_consecutive_clips_share(strided, tmp_path,
+                                                                     monkeypatch):
+    """Batches of 2 with stride 3: clips often start inside a keyframe's frames; the session
+    computes each keyframe's flow once (and snapshots carry it) with the same scores."""
+    source = VideoFileSource(write_video(tmp_path / "fast.mp4", square_clip(18, 4, 30, 4)))
+    whole = score_source(strided, source, batch=64)
+    pairs = []
+    flow = strided.flow.__class__.__call__
+    monkeypatch.setattr(type(strided.flow), "__call__",
+                        lambda self, a, b, *rest: pairs.append(1) or flow(self, a, b, *rest))
+    first = strided.session("cam", 2)
+    results = [r for r in map(first.push, list(source)[:9]) if r is not None]
+    second = strided.session("cam", 2)
+    second.restore(first.state())  # a restart between clips, as from a snapshot
+    results += [r for r in map(second.push, list(source)[9:]) if r is not None]
+    results += [second.flush()]
+    np.testing.assert_array_equal(np.concatenate([r.scores for r in results]), whole.scores)
+    # targets 5-17 take keyframes 3, 6, 9, 12, 15: one flow each (clip by clip it was 8)
+    assert len(pairs) == 5
+
+
+def test_flow_stride_keeps_speeds_in_pixels_per_frame(scorer, strided, tmp_path):
+    """Flow over 3 frames, divided by 3: the normal square moves as fast as with stride 1, so
+    the strided scorer learns the same normal speed and still flags a fast square."""
+    np.testing.assert_allclose(strided.normal_speed.max(), scorer.normal_speed.max(), rtol=0.25)
+    normal = score_source(strided, VideoFileSource(write_video(
+        tmp_path / "normal.mp4", square_clip(24, 2, 30, 10)))).scores
+    fast = score_source(strided, VideoFileSource(write_video(
+        tmp_path / "fast.mp4", square_clip(14, 6, 30, 4)))).scores
+    assert fast.min() > normal.max()
+
+
 def test_description_names_direction_and_region(scorer):
     frames = square_clip(8, -8, 46, 80)  # fast, right to left, in the lower third
     description = scorer.describe_motion(frames)

@@ -98,6 +98,10 @@ class MotionParams(Section):
                                 "on Ped2 at no loss but misses small, faint far objects (9 AUC "
                                 "points lost on a perspective view; docs/motion.md)", ge=0,
                              le=255)
+    flow_stride: int = fixed(1, "optical flow and cell features on every n-th frame (by frame "
+                                "index), each against the frame n before, speeds divided by n; "
+                                "the frames between take that frame's score (the cost / n; "
+                                "docs/motion.md)", ge=1)
     block: int = fixed(16, "block side in pixels; a cell at the typical depth is 2x2 blocks",
                        ge=2)
     perspective: Literal["none", "speed", "cells"] = fixed(
