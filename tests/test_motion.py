@@ -28,15 +28,19 @@ def square_clip(n: int, speed: int, top: int, start: int, side: int = 12) -> np.
     return frames
 
 
-@pytest.fixture(scope="module")
-def scorer(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("motion")
+def fitted_on_squares(folder: Path, **params):
+    """The tiny scorer fitted on three videos of a square moving at 2 px/frame."""
     normal = [VideoFileSource(write_video(folder / f"normal{i}.mp4",
                                           square_clip(24, 2, top, 4 + 6 * i)))
               for i, top in enumerate((8, 26, 44))]
-    fitted = get_scorer("motion", **TINY)
+    fitted = get_scorer("motion", **TINY, **params)
     fitted.fit(TrainingSet.from_sources(normal), progress=False)
     return fitted
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory):
+    return fitted_on_squares(tmp_path_factory.mktemp("motion"))
 
 
 def test_moving_mask_keeps_only_the_moving_square():
@@ -73,13 +77,7 @@ def test_save_load_round_trip_gives_identical_scores(scorer, tmp_path):
 @pytest.fixture(scope="module")
 def strided(tmp_path_factory):
     """The tiny scorer fitted with flow on every 3rd frame."""
-    folder = tmp_path_factory.mktemp("motion-strided")
-    normal = [VideoFileSource(write_video(folder / f"normal{i}.mp4",
-                                          square_clip(24, 2, top, 4 + 6 * i)))
-              for i, top in enumerate((8, 26, 44))]
-    fitted = get_scorer("motion", **TINY, flow_stride=3)
-    fitted.fit(TrainingSet.from_sources(normal), progress=False)
-    return fitted
+    return fitted_on_squares(tmp_path_factory.mktemp("motion-strided"), flow_stride=3)
 
 
 def test_flow_stride_scores_keyframes_whatever_the_clip_boundaries(strided, tmp_path):
