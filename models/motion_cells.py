@@ -74,6 +74,11 @@ class Geometry:
         """(h, w) local scale relative to the typical depth (1 = the reference)."""
         return self.speed_map(shape) / np.float32(self.reference)
 
+    def spread(self, shape: tuple[int, int]) -> float:
+        """Largest over smallest local scale on an (h, w) grid over the frame."""
+        speed = self.speed_map(shape)
+        return float(speed.max() / speed.min())
+
     def to_array(self) -> np.ndarray:
         return np.asarray([*self.coefficients, self.reference], np.float32)
 
@@ -92,6 +97,14 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     order = np.argsort(values)
     cumulative = np.cumsum(weights[order])
     return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+
+
+def sizes_cells(config: MotionParams, geometry: Geometry, shape: tuple[int, int]) -> bool:
+    """Whether cell sizes follow the view's scale (decided from the fitted geometry, so a
+    checkpoint always decides the same)."""
+    if config.perspective == "auto":
+        return geometry.spread(shape) > config.cells_above
+    return config.perspective == "cells"
 
 
 @dataclass(frozen=True)
@@ -254,7 +267,7 @@ class CellFeaturizer:
         self.micro = max(1, config.block // 2)
         mh, mw = height // self.micro, width // self.micro
         self.crop = (mh * self.micro, mw * self.micro)
-        scale = (geometry.scale_map((mh, mw)) if config.perspective == "cells"
+        scale = (geometry.scale_map((mh, mw)) if sizes_cells(config, geometry, (mh, mw))
                  else np.ones((mh, mw), np.float32))
         self.grid = CellGrid.build(scale, 2 * config.block // self.micro, self.micro)
         pixel = (np.arange(self.crop[0])[:, None] // self.micro * mw

@@ -6,7 +6,7 @@ from conftest import moving_square, write_video
 
 from models import get_scorer, load_scorer
 from models.flow import DenseFlow
-from models.motion_cells import CellGrid, Geometry, fit_geometry
+from models.motion_cells import CellFeaturizer, CellGrid, Geometry, fit_geometry, sizes_cells
 from models.motion_text import direction_name, region_name
 from streams.sources import VideoFileSource
 from models.scoring import score_source
@@ -215,6 +215,19 @@ def test_geometry_follows_speed_that_grows_down_the_view():
     assert np.allclose(flat.scale_map((4, 4)), 1.0, atol=0.05)
     assert np.array_equal(Geometry.from_array(geometry.to_array()).to_array(),
                           geometry.to_array())
+
+
+def test_auto_perspective_sizes_cells_only_where_the_scale_varies_strongly():
+    """'auto' decides from the fitted geometry: a view whose normal speed grows 8x down the
+    frame gets perspective-sized cells, a mild 1.5x slope keeps the regular grid."""
+    config = get_scorer("motion", size=(96, 128), block=8, perspective="auto").config
+    steep = Geometry((0.25, 0.0, 1.75), 1.0)  # 0.25 at the top row .. 2.0 at the bottom
+    mild = Geometry((0.8, 0.0, 0.4), 1.0)
+    assert steep.spread((24, 32)) > config.cells_above > mild.spread((24, 32))
+    assert sizes_cells(config, steep, (24, 32)) and not sizes_cells(config, mild, (24, 32))
+    regular = CellFeaturizer(config.model_copy(update={"perspective": "speed"}), steep).grid
+    assert len(CellFeaturizer(config, steep).grid.boxes) != len(regular.boxes)
+    assert len(CellFeaturizer(config, mild).grid.boxes) == len(regular.boxes)
 
 
 def test_knn_distance_is_the_exact_nearest_neighbour(scorer):

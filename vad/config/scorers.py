@@ -104,10 +104,16 @@ class MotionParams(Section):
                                 "docs/motion.md)", ge=1)
     block: int = fixed(16, "block side in pixels; a cell at the typical depth is 2x2 blocks",
                        ge=2)
-    perspective: Literal["none", "speed", "cells"] = fixed(
-        "speed", "follow the view's geometry, fitted on normal footage as the normal speed at "
+    perspective: Literal["none", "speed", "cells", "auto"] = fixed(
+        "auto", "follow the view's geometry, fitted on normal footage as the normal speed at "
                  "each position: 'speed' = the moving threshold and the speed bins scale with "
-                 "it, 'cells' = cell sizes do as well, 'none' = one speed for the whole view")
+                 "it, 'cells' = cell sizes do as well, 'auto' = 'cells' where the fitted scale "
+                 "varies more than `cells_above` x across the frame, else 'speed'; 'none' = one "
+                 "speed for the whole view")
+    cells_above: float = fixed(
+        3.0, "perspective 'auto' sizes cells by the view's scale when its largest over its "
+             "smallest across the frame exceeds this (Ped2: 2.3; a fixed cell holds a near "
+             "person and, three times smaller, a crowd of far ones)", gt=1)
     move_fraction: float = fixed(0.6, "Hawk's mask keeps pixels moving faster than this "
                                        "fraction of the local normal speed", ge=0)
     noise_floor: float = fixed(0.15, "px/frame: the moving threshold never goes below this "
