@@ -79,8 +79,9 @@ def populate(store: AlertStore) -> None:
             store.set_status(f"{camera}:{start}", status)
 
 
-@pytest.fixture
-def sqlite_url(tmp_path) -> str:
+@pytest.fixture(name="sqlite_url")
+def populated_sqlite_url(tmp_path) -> str:
+    """A SQLite alert store holding the `populate` alerts (also used by other modules)."""
     url = f"sqlite:///{tmp_path}/alerts.db"
     with open_store(url) as store:
         populate(store)

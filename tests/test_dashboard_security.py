@@ -27,8 +27,9 @@ from vad.errors import VadError
 from vad.stores import open_store
 from vad.types import CameraStatus
 
-from test_dashboard import (APP, assert_no_exception, feed_ids, make_alert, populate, run_app,
-                            texts)
+from test_dashboard import (APP, assert_no_exception, feed_ids, make_alert, populate,
+                            run_app, texts)
+from test_dashboard import populated_sqlite_url  # noqa: F401 (registers the sqlite_url fixture)
 
 PASSWORD = "correct horse battery staple"
 HASH = PasswordHasher().hash(PASSWORD)
@@ -66,14 +67,6 @@ class OutsideServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-@pytest.fixture
-def sqlite_url(tmp_path) -> str:
-    url = f"sqlite:///{tmp_path}/alerts.db"
-    with open_store(url) as store:
-        populate(store)
-    return url
 
 
 @pytest.fixture
