@@ -19,6 +19,7 @@ plus the weighted consistency error; the frame's score is the largest cell anoma
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,6 +39,8 @@ from vad.config.scorers import MotionParams
 from vad.data.training import TrainingSet
 from vad.errors import VadError
 from vad.types import Calibration, Clip, Frame, ScoreResult
+
+log = logging.getLogger(__name__)
 
 GEOMETRY_PAIRS = 300  # frame pairs of the normal videos, spread evenly, that fit the geometry
 FIT_CHUNK = 64  # frames whose cell features are computed together while fitting
@@ -227,22 +230,60 @@ class MotionScorer(Scorer):
             raise VadError("motion: the normal videos need at least 2 frames")
         return videos
 
-    def _fit_geometry(self, videos: list[np.ndarray]) -> Geometry:
+    def _sample_pairs(self, videos: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """GEOMETRY_PAIRS (frame, frame `gap` later, gap) pairs spread over the normal videos,
+        `gap` the flow stride, as scored."""
         pairs = [(v, t) for v, frames in enumerate(videos) for t in range(len(frames) - 1)]
         step = max(1, len(pairs) // GEOMETRY_PAIRS)
-        speeds = []
         stride = self.config.flow_stride
         pairs = [(v, t) for v, t in pairs if t + stride < len(videos[v])] or pairs
+        sampled = []
         for v, t in pairs[::step]:
             gap = min(stride, len(videos[v]) - 1 - t)
-            flow = self.flow(videos[v][t], videos[v][t + gap]) / gap
+            sampled.append((videos[v][t], videos[v][t + gap], gap))
+        return sampled
+
+    def _fit_geometry(self, pairs: list[tuple[np.ndarray, np.ndarray, int]]) -> Geometry:
+        speeds = []
+        for previous, current, gap in pairs:
+            flow = self.flow(previous, current, whole=True) / gap
             speeds.append(cv2.magnitude(flow[..., 0], flow[..., 1]))
         return fit_geometry(np.stack(speeds), self.config)
+
+    def _change_mask_share(self, pairs: list[tuple[np.ndarray, np.ndarray, int]]) -> float:
+        """Share of the whole-frame flow's moving pixels that lie in the changed blocks."""
+        height, width = self.cells.crop
+        kept = moving_total = 0
+        for previous, current, gap in pairs:
+            flow = self.flow(previous, current, whole=True)[:height, :width] / gap
+            moving = cv2.magnitude(flow[..., 0], flow[..., 1]) > self.cells.threshold
+            inside = np.zeros(previous.shape, bool)
+            for top, left, bottom, right in self.flow.changed_regions(previous, current):
+                inside[top:bottom, left:right] = True
+            kept += int((moving & inside[:height, :width]).sum())
+            moving_total += int(moving.sum())
+        return kept / moving_total if moving_total else 1.0
+
+    def _settle_change_mask(self, pairs: list[tuple[np.ndarray, np.ndarray, int]]) -> None:
+        """Keeps the change mask only where, on this camera's normal footage, it keeps enough
+        of what moves; the checkpoint records the outcome as its flow_change."""
+        if not self.config.flow_change:
+            return
+        share = self._change_mask_share(pairs)
+        keep = share >= self.config.flow_change_min_share
+        log.info("motion: the change mask keeps %.3f of the moving pixels of the normal "
+                 "footage: %s", share, "kept" if keep else "dropped (whole-frame flow)")
+        if not keep:
+            self.config = self.config.model_copy(update={"flow_change": 0})
+            self.flow = DenseFlow(self.config.flow, self.config.flow_scale, 0)
 
     def fit(self, training: TrainingSet, progress: bool = True) -> None:
         cfg = self.config
         videos = self._normal_frames(training, progress)
-        self.cells = CellFeaturizer(cfg, self._fit_geometry(videos))
+        pairs = self._sample_pairs(videos)
+        self.cells = CellFeaturizer(cfg, self._fit_geometry(pairs))
+        self._settle_change_mask(pairs)
+        cfg = self.config
         chunks, speed_sums, counts = [], 0.0, 0.0
         stride = cfg.flow_stride
         for frames in tqdm(videos, desc="fit motion: cell features", disable=not progress,

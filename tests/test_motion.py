@@ -28,10 +28,11 @@ def square_clip(n: int, speed: int, top: int, start: int, side: int = 12) -> np.
     return frames
 
 
-def fitted_on_squares(folder: Path, **params):
-    """The tiny scorer fitted on three videos of a square moving at 2 px/frame."""
+def fitted_on_squares(folder: Path, speed: int = 2, **params):
+    """The tiny scorer fitted on three videos of a square moving at `speed` px/frame."""
+    n = min(24, (SIZE[1] - 28) // speed)  # the square stays in view
     normal = [VideoFileSource(write_video(folder / f"normal{i}.mp4",
-                                          square_clip(24, 2, top, 4 + 6 * i)))
+                                          square_clip(n, speed, top, 4 + 6 * i)))
               for i, top in enumerate((8, 26, 44))]
     fitted = get_scorer("motion", **TINY, **params)
     fitted.fit(TrainingSet.from_sources(normal), progress=False)
@@ -228,6 +229,21 @@ def test_auto_perspective_sizes_cells_only_where_the_scale_varies_strongly():
     regular = CellFeaturizer(config.model_copy(update={"perspective": "speed"}), steep).grid
     assert len(CellFeaturizer(config, steep).grid.boxes) != len(regular.boxes)
     assert len(CellFeaturizer(config, mild).grid.boxes) == len(regular.boxes)
+
+
+def test_fitting_keeps_the_change_mask_only_where_it_keeps_the_movers(tmp_path):
+    """A flat square at 6 px/frame changes most of the blocks at its edges, whose grown boxes
+    cover it: the mask stays. At 2 px/frame only thin strips change, no block mostly (the
+    flat inside moves without changing): fitting drops the mask, and the saved checkpoint
+    scores with whole-frame flow, unless no share is asked for."""
+    kept = fitted_on_squares(tmp_path, speed=6, flow_change=4)
+    assert kept.config.flow_change == 4 and kept.flow.change_threshold == 4
+    dropped = fitted_on_squares(tmp_path, flow_change=4)
+    assert dropped.config.flow_change == 0 and dropped.flow.change_threshold == 0
+    dropped.save(tmp_path / "checkpoint")
+    assert load_scorer(tmp_path / "checkpoint").flow.change_threshold == 0
+    forced = fitted_on_squares(tmp_path, flow_change=4, flow_change_min_share=0)
+    assert forced.config.flow_change == 4
 
 
 def test_knn_distance_is_the_exact_nearest_neighbour(scorer):

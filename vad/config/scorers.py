@@ -92,12 +92,16 @@ class MotionParams(Section):
     flow_scale: float = fixed(1.0, "optical flow is computed on frames resized by this factor "
                                    "(its cost goes as its square), then resized back; 0.5 "
                                    "measured 11 AUC points lower on Ped2", gt=0, le=1)
-    flow_change: int = fixed(0, "optical flow only in 8-px blocks where most pixels changed by "
+    flow_change: int = fixed(4, "optical flow only in 8-px blocks where most pixels changed by "
                                 "more than this many grey levels (grown by 24 px), zero "
-                                "elsewhere; 0 = the whole frame. 4 made the scorer 1.5x faster "
-                                "on Ped2 at no loss but misses small, faint far objects (9 AUC "
-                                "points lost on a perspective view; docs/motion.md)", ge=0,
-                             le=255)
+                                "elsewhere; 0 = the whole frame. 1.5x faster on Ped2 at no "
+                                "loss; fitting drops it where it would miss movers (see "
+                                "flow_change_min_share; docs/motion.md)", ge=0, le=255)
+    flow_change_min_share: float = fixed(
+        0.9, "fitting measures which share of the whole-frame flow's moving pixels on the "
+             "normal footage the changed blocks keep, and below this share sets flow_change to "
+             "0 in the checkpoint (faint far movers of a perspective view: the warped "
+             "perspective scene keeps 0.73, Ped2 0.96)", ge=0, le=1)
     flow_stride: int = fixed(1, "optical flow and cell features on every n-th frame (by frame "
                                 "index), each against the frame n before, speeds divided by n; "
                                 "the frames between take that frame's score (the cost / n; "
