@@ -334,7 +334,7 @@ class MotionScorer(Scorer):
         scores = self.cell_scores(cells)
         floor = self.calibration.mean + self.config.describe_min_z * self.calibration.std
         return describe_motion(flows, np.where(scores >= floor, scores, 0.0), self.cells,
-                               self.normal_speed)
+                               self.normal_speed, steps)
 
     def describe(self, frames: np.ndarray | Sequence[Frame]) -> str | None:
         """A short factual sentence on what moves unusually in `frames` (see describe_motion)."""

@@ -246,6 +246,24 @@ def test_fitting_keeps_the_change_mask_only_where_it_keeps_the_movers(tmp_path):
     assert forced.config.flow_change == 4
 
 
+def test_a_sampled_clip_reads_speed_from_its_shortest_gaps(scorer):
+    """Over long gaps a fast object's flow under-reads (it moved beyond DIS's reach): the
+    speed comes from the pairs with the shortest gaps, the direction from all of them."""
+    from models.motion_text import describe_motion
+
+    flows = np.zeros((3, *SIZE, 2), np.float32)
+    flows[:, 20:40, 30:50, 0] = np.array([3.0, 1.0, 1.0])[:, None, None]  # px per frame
+    boxes = scorer.cells.grid.pixel_boxes
+    inside = (boxes[:, 0] >= 16) & (boxes[:, 2] <= 44) & (boxes[:, 1] >= 26) & (boxes[:, 3] <= 54)
+    scores = np.zeros((3, len(boxes)), np.float32)
+    scores[:, np.flatnonzero(inside)[0]] = 1.0
+    sampled = describe_motion(flows, scores, scorer.cells, scorer.normal_speed,
+                              steps=np.array([1, 30, 30]))
+    consecutive = describe_motion(flows, scores, scorer.cells, scorer.normal_speed)
+    assert sampled.speed == pytest.approx(3.0) and consecutive.speed == pytest.approx(1.0)
+    assert sampled.direction == consecutive.direction == "left to right"
+
+
 def test_knn_distance_is_the_exact_nearest_neighbour(scorer):
     import torch
 
