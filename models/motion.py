@@ -243,20 +243,21 @@ class MotionScorer(Scorer):
             sampled.append((videos[v][t], videos[v][t + gap], gap))
         return sampled
 
-    def _fit_geometry(self, pairs: list[tuple[np.ndarray, np.ndarray, int]]) -> Geometry:
+    def _pair_speeds(self, pairs: list[tuple[np.ndarray, np.ndarray, int]]) -> np.ndarray:
+        """(N, H, W) whole-frame flow speeds of the pairs, in pixels per frame."""
         speeds = []
         for previous, current, gap in pairs:
             flow = self.flow(previous, current, whole=True) / gap
             speeds.append(cv2.magnitude(flow[..., 0], flow[..., 1]))
-        return fit_geometry(np.stack(speeds), self.config)
+        return np.stack(speeds)
 
-    def _change_mask_share(self, pairs: list[tuple[np.ndarray, np.ndarray, int]]) -> float:
+    def _change_mask_share(self, pairs: list[tuple[np.ndarray, np.ndarray, int]],
+                           speeds: np.ndarray) -> float:
         """Share of the whole-frame flow's moving pixels that lie in the changed blocks."""
         height, width = self.cells.crop
         kept = moving_total = 0
-        for previous, current, gap in pairs:
-            flow = self.flow(previous, current, whole=True)[:height, :width] / gap
-            moving = cv2.magnitude(flow[..., 0], flow[..., 1]) > self.cells.threshold
+        for (previous, current, _), speed in zip(pairs, speeds):
+            moving = speed[:height, :width] > self.cells.threshold
             inside = np.zeros(previous.shape, bool)
             for top, left, bottom, right in self.flow.changed_regions(previous, current):
                 inside[top:bottom, left:right] = True
@@ -264,12 +265,13 @@ class MotionScorer(Scorer):
             moving_total += int(moving.sum())
         return kept / moving_total if moving_total else 1.0
 
-    def _settle_change_mask(self, pairs: list[tuple[np.ndarray, np.ndarray, int]]) -> None:
+    def _settle_change_mask(self, pairs: list[tuple[np.ndarray, np.ndarray, int]],
+                            speeds: np.ndarray) -> None:
         """Keeps the change mask only where, on this camera's normal footage, it keeps enough
         of what moves; the checkpoint records the outcome as its flow_change."""
         if not self.config.flow_change:
             return
-        share = self._change_mask_share(pairs)
+        share = self._change_mask_share(pairs, speeds)
         keep = share >= self.config.flow_change_min_share
         log.info("motion: the change mask keeps %.3f of the moving pixels of the normal "
                  "footage: %s", share, "kept" if keep else "dropped (whole-frame flow)")
@@ -281,8 +283,9 @@ class MotionScorer(Scorer):
         cfg = self.config
         videos = self._normal_frames(training, progress)
         pairs = self._sample_pairs(videos)
-        self.cells = CellFeaturizer(cfg, self._fit_geometry(pairs))
-        self._settle_change_mask(pairs)
+        speeds = self._pair_speeds(pairs)
+        self.cells = CellFeaturizer(cfg, fit_geometry(speeds, cfg))
+        self._settle_change_mask(pairs, speeds)
         cfg = self.config
         chunks, speed_sums, counts = [], 0.0, 0.0
         stride = cfg.flow_stride
