@@ -130,8 +130,9 @@ class Generator(nn.Module):
         skips = [skip(merge_frames(feature)) for skip, feature in zip(self.skips, scales)]
         for block, skip in zip(self.decoder, skips[::-1] + [merge_frames(frames)]):
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-            # One dtype for the concatenation: mixed, it would be promoted to float32 and
-            # cast back for the convolution (a fifth of the scoring time at 128x192).
+            # One dtype and layout for the concatenation: mixed, it would be promoted to
+            # float32, cast back and re-laid out for the convolution (a fifth of the scoring
+            # time at 128x192).
             x = block(torch.cat([x, skip.to(x.dtype, memory_format=torch.channels_last)], 1))
         return frames[:, -1] + self.head(x).float()
 

@@ -6,12 +6,13 @@ threshold is known, per position: models/motion_cells.py.
 DIS at its MEDIUM preset on full-resolution Ped2 frames is the default: measured on Ped2
 test it is both faster and more accurate than Farneback (see docs/motion.md).
 
-With a `change_threshold` (opt-in; 0, the whole frame, is the default) flow is computed only
+With a `change_threshold` (0, the whole frame, is this class's default) flow is computed only
 where the picture changed: 8-px blocks where most pixels' grey level changed by more than it
 are marked, grown by CHANGE_MARGIN blocks, and each connected region's bounding box gets its
 own flow; everywhere else the flow is zero. Measured (docs/motion.md): on Ped2 no AUC loss and
-1.5x less flow time, but on a perspective view faint far walkers rarely change half a block
-and get no flow (9 AUC points lost), hence off by default.
+half the flow time, but on a perspective view faint far walkers rarely change half a block
+and get no flow (9 AUC points lost), so the motion scorer keeps the mask only where its fit
+finds that the changed blocks hold enough of the normal footage's movers.
 """
 
 from __future__ import annotations
