@@ -65,6 +65,7 @@ class DenseFlow:
             return None
         if not hasattr(self._local, "dis"):
             self._local.dis = cv2.DISOpticalFlow_create(DIS_PRESETS[self.method[4:]])
+            self._local.finest = self._local.dis.getFinestScale()
         return self._local.dis
 
     def __call__(self, previous: np.ndarray, current: np.ndarray, whole: bool = False,
@@ -113,6 +114,10 @@ class DenseFlow:
 
     def _dense(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
         if self._dis is not None:
+            # OpenCV's DIS lowers its finest scale for good on an image too small for it (a
+            # crop under 46 px): every later call then ran at full resolution, 4x slower and
+            # with other flows, so each call starts from the preset's.
+            self._dis.setFinestScale(self._local.finest)
             return self._dis.calc(previous, current, None)
         return cv2.calcOpticalFlowFarneback(previous, current, None, 0.5, 3, 15, 3, 5, 1.2, 0)
 
