@@ -113,12 +113,13 @@ class DenseFlow:
                  min(width, (x + w) * CHANGE_BLOCK)) for x, y, w, h, _ in stats[1:]]
 
     def _dense(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
-        if self._dis is not None:
+        dis = self._dis
+        if dis is not None:
             # OpenCV's DIS lowers its finest scale for good on an image too small for it (a
             # crop under 46 px): every later call then ran at full resolution, 4x slower and
             # with other flows, so each call starts from the preset's.
-            self._dis.setFinestScale(self._local.finest)
-            return self._dis.calc(previous, current, None)
+            dis.setFinestScale(self._local.finest)
+            return dis.calc(previous, current, None)
         return cv2.calcOpticalFlowFarneback(previous, current, None, 0.5, 3, 15, 3, 5, 1.2, 0)
 
     def sequence(self, frames: np.ndarray, whole: bool = False) -> np.ndarray:
