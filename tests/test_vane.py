@@ -413,6 +413,26 @@ def test_tracks_follow_a_fast_object_through_a_crowd():
     assert speeds == pytest.approx([4 / 30, 4 / 30, 1.0])
 
 
+
+def test_flow_prediction_keeps_two_crossing_objects_apart():
+    """Seen once, a track's velocity is unknown, so carried on it stays put and two objects
+    that swap places between frames swap tracks; the flow in their boxes says who went where."""
+    from reasoning.yolox import Detection
+    from vad.vane.evidence import track
+
+    images = [np.zeros((100, 240, 3), np.uint8) for _ in range(2)]
+    detections = [[Detection((x - 6, 30, x + 6, 60), 0.9, "person") for x in xs]
+                  for xs in ([100, 130], [125, 105])]
+    flow = np.zeros((100, 240, 2), np.float32)
+    flow[30:60, 94:106, 0], flow[30:60, 124:136, 0] = 25.0, -25.0
+    paths = {tuple(det.center[0] for _, det in t.sightings)
+             for t in track(images, detections, reach=3.0, appearance_weight=0.0)}
+    assert paths == {(100, 105), (130, 125)}  # swapped
+    paths = {tuple(det.center[0] for _, det in t.sightings)
+             for t in track(images, detections, reach=3.0, appearance_weight=0.0,
+                            flows=[flow])}
+    assert paths == {(100, 125), (130, 105)}
+
 # ---------------------------------------------------------------- vane build
 
 def _annotations(**videos) -> Annotations:

@@ -72,6 +72,11 @@ class PipelineAnswererConfig(Section):
     track_reach: float = Field(3.0, gt=0, description=(
         "object heights an object may move between two given frames and stay the same track "
         "(VANE frames are sampled sparsely)"))
+    track_prediction: Literal["velocity", "flow"] = Field("velocity", description=(
+        "tracking: where a track is expected next: carried on at its last velocity (one wrong "
+        "link can then chain strangers into a fake fast mover), or by the optical flow inside "
+        "its box (fewer such chains on normal footage, but fast thin objects between frames "
+        "seconds apart lose their links: docs/vane.md)"))
     appearance_weight: float = Field(1.0, ge=0, description=(
         "tracking: weight of (1 - correlation of the boxes' grey patches) beside the "
         "distance from the predicted position"))

@@ -25,6 +25,10 @@ from vad.fusion import ScorerSlot
 from vad.types import Frame
 from vad.vane.attributes import FASTER, SAME, SLOWER, STILL, read_attributes
 
+# Pixels displaced by more than this between two given frames (seconds apart) moved; the
+# rest of an object's box is background.
+FLOW_MOVING_PX = 1.0
+
 # The pace categories (slowest first) said against the clip's people.
 PACES = ("standing still", "moving slower than the people walking",
          "moving at about the same pace as the people walking",
@@ -54,13 +58,18 @@ class ClipEvidence:
 
 
 def track(images: Sequence[np.ndarray], detections: Sequence[list[Detection]],
-          reach: float, appearance_weight: float = 1.0) -> list[Track]:
+          reach: float, appearance_weight: float = 1.0,
+          flows: Sequence[np.ndarray] | None = None) -> list[Track]:
     """Links same-class detections between consecutive given frames by an optimal
-    assignment on: distance from where the track is predicted to be (its last velocity
-    carried on) in object heights per given frame, at most `reach`, plus
-    `appearance_weight` x (1 - correlation of the two boxes' grey patches). On frames
-    seconds apart a walker is often nearer to where a fast object was than the object
-    itself is now; motion and looks tell them apart."""
+    assignment on: distance from where the track is predicted to be, in object heights per
+    given frame, at most `reach`, plus `appearance_weight` x (1 - correlation of the two
+    boxes' grey patches). On frames seconds apart a walker is often nearer to where a fast
+    object was than the object itself is now; motion and looks tell them apart.
+
+    With `flows` (flow t: (H, W, 2) from given frame t to t + 1) a track is predicted to
+    move as the optical flow inside its box says; without, with its last velocity, which
+    a single mismatched link makes wrong: the track then runs on at the jump's speed and
+    picks up more strangers along the way (walkers chained into a fake fast mover)."""
     from scipy.optimize import linear_sum_assignment
 
     tracks: list[Track] = []
@@ -71,7 +80,8 @@ def track(images: Sequence[np.ndarray], detections: Sequence[list[Detection]],
         cost = np.full((len(open_tracks), len(found)), np.inf)
         for t, candidate in enumerate(open_tracks):
             steps = position - candidate.last[0]
-            predicted = _predicted(candidate, steps)
+            predicted = (_predicted(candidate, steps) if flows is None
+                         else _flow_predicted(candidate, position, flows))
             last = candidate.last[1]
             for d, det in enumerate(found):
                 if det.label != candidate.label:
@@ -109,6 +119,33 @@ def _predicted(track_: Track, steps: int) -> tuple[float, float]:
     (p0, a) = track_.sightings[-2]
     per_step = [(b.center[k] - a.center[k]) / (p1 - p0) for k in (0, 1)]
     return b.center[0] + per_step[0] * steps, b.center[1] + per_step[1] * steps
+
+
+def _flow_predicted(track_: Track, position: int, flows: Sequence[np.ndarray],
+                    ) -> tuple[float, float]:
+    """Where the track should be at given frame `position`: its last box carried along by
+    the flow, one given frame at a time."""
+    start, det = track_.last
+    (x, y) = det.center
+    half_w, half_h = (det.box[2] - det.box[0]) / 2, det.height / 2
+    for step in range(start, position):
+        dx, dy = _box_flow(flows[step], (x - half_w, y - half_h, x + half_w, y + half_h))
+        x, y = x + dx, y + dy
+    return x, y
+
+
+def _box_flow(flow: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float, float]:
+    """Median flow of the box's pixels that moved (more than FLOW_MOVING_PX): the object's
+    displacement, not its background's; none moved: (0, 0)."""
+    height, width = flow.shape[:2]
+    x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
+    x1, y1 = min(width, int(np.ceil(box[2]))), min(height, int(np.ceil(box[3])))
+    vectors = flow[y0:y1, x0:x1].reshape(-1, 2)
+    moved = vectors[np.hypot(vectors[:, 0], vectors[:, 1]) > FLOW_MOVING_PX]
+    if not len(moved):
+        return 0.0, 0.0
+    dx, dy = np.median(moved, 0)
+    return float(dx), float(dy)
 
 
 def _patch(image: np.ndarray, det: Detection, size: tuple[int, int] = (12, 24)) -> np.ndarray:
@@ -228,8 +265,10 @@ class EvidenceExtractor:
         fused, heatmaps = self.score(frames)
         gaps = [float(max(b.index - a.index, 1)) for a, b in zip(frames, frames[1:])]
         detections = [self.detector(frame.image) for frame in frames]
-        tracks = track([f.image for f in frames], detections, self.settings.track_reach,
-                       self.settings.appearance_weight)
+        images = [f.image for f in frames]
+        flows = given_frame_flows(images) if self.settings.track_prediction == "flow" else None
+        tracks = track(images, detections, self.settings.track_reach,
+                       self.settings.appearance_weight, flows)
         height, width = frames[0].image.shape[:2]
         motion = " ".join(d for d in (s.scorer.describe(list(frames)) for s in self.slots) if d)
         anomalous = self._anomalous(tracks, heatmaps, (height, width), gaps)
@@ -275,7 +314,7 @@ class EvidenceExtractor:
         candidates = [t for t in tracks if len(t.sightings) >= min(3, longest)]
         peaks = [float(h.max()) for h in heatmaps if h is not None]
         peak = float(np.mean(peaks)) if peaks and np.mean(peaks) > 0 else None
-        people = _people_speed(tracks, gaps)
+        people = people_speed(tracks, gaps)
 
         def unusual(t: Track) -> float:
             heat = [_box_heat(heatmaps[p], det, shape) for p, det in t.sightings
@@ -300,7 +339,7 @@ class EvidenceExtractor:
     def _pace(self, anomalous: Track, tracks: list[Track], companions: list[Track],
               gaps: Sequence[float]) -> tuple[int | None, str]:
         speed = track_speed(anomalous, gaps)
-        people = _people_speed([t for t in tracks if t not in companions], gaps, anomalous)
+        people = people_speed([t for t in tracks if t not in companions], gaps, anomalous)
         if speed is None or not people:
             return None, ""
         ratio = speed / people
@@ -340,7 +379,22 @@ class EvidenceExtractor:
                             None, text)
 
 
-def _people_speed(tracks: Sequence[Track], gaps: Sequence[float],
+def given_frame_flows(images: Sequence[np.ndarray]) -> list[np.ndarray] | None:
+    """Optical flow between consecutive given frames over the whole frame (DIS medium: its
+    pyramid follows displacements of tens of pixels between frames seconds apart); None
+    when the frames differ in size."""
+    import cv2
+
+    from models.flow import DenseFlow
+
+    if len({image.shape[:2] for image in images}) > 1:
+        return None
+    grey = np.stack([cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+                     for image in images])
+    return list(DenseFlow("dis-medium").sequence(grey, whole=True))
+
+
+def people_speed(tracks: Sequence[Track], gaps: Sequence[float],
                   leaving: Track | None = None) -> float | None:
     """Median speed of the people tracked (but `leaving`), None when none moves."""
     speeds = [s for t in tracks if t.label == "person" and t is not leaving
