@@ -275,8 +275,7 @@ class CellFeaturizer:
         self.speed_bins = len(config.speed_edges) + 1
         self.flow_bins = config.orientations * self.speed_bins
         self._flow_index = pixel * (self.flow_bins + 1)  # + 1: the "not moving" bin
-        self._pixel_block = pixel.ravel()
-        self._gradient_index = self._pixel_block * config.gradient_bins
+        self._pixel_block = pixel  # (H, W): each pixel's micro-block
         self.blocks = mh * mw
         speed = cv2.resize(geometry.speed_map((mh, mw)), self.crop[::-1],
                            interpolation=cv2.INTER_LINEAR)
@@ -317,24 +316,38 @@ class CellFeaturizer:
         flow_hist = flow_hist.reshape(self.blocks, -1).astype(np.float32)
         flow_hist[:, -1] = self.micro * self.micro - flow_hist[:, :-1].sum(1)
         masked = frame * moving.astype(np.uint8)
-        return np.concatenate([flow_hist, self._gradient_hist(masked)], 1).reshape(
+        # Beyond a pixel above and below the moving rows the masked frame has no gradient.
+        rows = np.flatnonzero(moving.any(1))
+        band = (max(0, rows[0] - 1), min(h, rows[-1] + 2)) if rows.size else None
+        return np.concatenate([flow_hist, self._gradient_hist(masked, band)], 1).reshape(
             *self.grid.shape, -1)
 
-    def _gradient_hist(self, image: np.ndarray, blocks: np.ndarray | None = None) -> np.ndarray:
-        """(mh * mw, G) magnitude-weighted gradient orientation histogram per micro-block, of
-        the pixels with a gradient in the given micro-blocks (all unless given): only those
-        are binned, a small share of a frame (a masked frame, the blocks of moving cells)."""
+    def _gradient_hist(self, image: np.ndarray, band: tuple[int, int] | None,
+                       blocks: np.ndarray | None = None) -> np.ndarray:
+        """(mh * mw, G) magnitude-weighted gradient orientation histogram per micro-block of
+        the pixels with a gradient in the rows `band` (top, bottom; None: no pixel) and in
+        the given micro-blocks (all unless given). Gradients are computed on those rows and
+        one more on each side, whole rows, which gives exactly the whole frame's values there
+        (a crop narrower than the frame does not: OpenCV's vector and scalar paths round
+        differently); only those pixels are binned, a small share of a frame (a masked
+        frame, the blocks of moving cells)."""
         bins = self.config.gradient_bins
-        gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, scale=1 / 255)
-        gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, scale=1 / 255)
-        magnitude, angle = cv2.cartToPolar(gx, gy)
+        if band is None:
+            return np.zeros((self.blocks, bins), np.float32)
+        top, bottom = band
+        y0 = max(0, top - 1)
+        rows = image[y0:min(len(image), bottom + 1)]
+        gx = cv2.Sobel(rows, cv2.CV_32F, 1, 0, scale=1 / 255)
+        gy = cv2.Sobel(rows, cv2.CV_32F, 0, 1, scale=1 / 255)
+        magnitude, angle = cv2.cartToPolar(gx[top - y0:bottom - y0], gy[top - y0:bottom - y0])
         magnitude, angle = magnitude.ravel(), angle.ravel()
+        block = self._pixel_block[top:bottom].ravel()
         keep = magnitude > 0
         if blocks is not None:
-            keep &= blocks[self._pixel_block]
+            keep &= blocks[block]
         where = np.flatnonzero(keep)
         orientation = (angle[where] * (bins / np.pi)).astype(np.int32) % bins  # unsigned
-        hist = np.bincount(self._gradient_index[where] + orientation, magnitude[where],
+        hist = np.bincount(block[where] * bins + orientation, magnitude[where],
                            minlength=self.blocks * bins)
         return hist.reshape(self.blocks, bins).astype(np.float32)
 
@@ -348,7 +361,7 @@ class CellFeaturizer:
         # The frame's own gradients only where a moving cell needs them.
         needed = self.grid.covered(len(frames), frame_index, cell_index)
         h, w = self.crop
-        appearance = np.stack([self._gradient_hist(frame[:h, :w], blocks)
+        appearance = np.stack([self._gradient_hist(frame[:h, :w], self._block_rows(blocks), blocks)
                                for frame, blocks in zip(frames, needed)])
         micro = np.concatenate([micro, appearance.reshape(*micro.shape[:3], -1)], -1)
         sums = self.grid.sums(micro, frame_index, cell_index)
@@ -358,6 +371,11 @@ class CellFeaturizer:
         appearance = self._normalise(sums[:, start + cfg.gradient_bins:], area)
         motion = np.concatenate([sums[:, :self.flow_bins] / area, cfg.masked_weight * masked], 1)
         return CellFeatures(fraction, moving, appearance, motion, self.grid.centres[cell_index])
+
+    def _block_rows(self, blocks: np.ndarray) -> tuple[int, int] | None:
+        """Pixel rows (top, bottom) of the marked micro-blocks; None: none is."""
+        rows = np.flatnonzero(blocks.reshape(self.grid.shape).any(1))
+        return (rows[0] * self.micro, (rows[-1] + 1) * self.micro) if rows.size else None
 
     def _normalise(self, hist: np.ndarray, area: np.ndarray) -> np.ndarray:
         return hist / (np.linalg.norm(hist, axis=-1, keepdims=True)
