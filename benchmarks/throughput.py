@@ -86,9 +86,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "faster than several)")
     parser.add_argument("--size", type=parse_size, metavar="HxW", help="upscale the video to "
                         "this camera size first (a file made once under runs/throughput)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a scorer setting that the checkpoint does not fix (e.g. "
+                        "score_every=2); repeatable")
     parser.add_argument("--baseline", default=BASELINE, help="scorer measured first for the "
                         "ratio ('none': skip)")
     return parser.parse_args(argv)
+
+
+def scorer_params(name: str, pairs: list[str]):
+    """`--param KEY=VALUE`s as the scorer's settings (values read as YAML: 2, [128, 192])."""
+    import yaml
+
+    from vad.config import params_model, validated
+
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise VadError(f"--param {pair!r}: expected KEY=VALUE")
+        values[key] = yaml.safe_load(value)
+    return validated(params_model(name), values, "--param") if values else None
 
 
 def measure(scorer, args: argparse.Namespace) -> dict[str, float]:
@@ -124,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
     try:
-        scorer = load_scorer(args.checkpoint) if args.checkpoint else get_scorer(args.scorer)
+        params = scorer_params(args.scorer, args.param)
+        scorer = (load_scorer(args.checkpoint, params) if args.checkpoint
+                  else get_scorer(args.scorer, params))
         if scorer.name != args.scorer:
             raise VadError(f"{args.checkpoint}: holds a {scorer.name!r} scorer, "
                            f"not {args.scorer!r}")

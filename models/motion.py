@@ -99,9 +99,15 @@ class MotionScorer(Scorer):
 
     @property
     def input_spec(self) -> InputSpec:
-        # A frame's keyframe is up to stride - 1 frames back and needs the frame stride before.
+        # A frame's keyframe is up to spacing - 1 frames back and needs the frame flow_stride
+        # before it.
         return InputSpec(size=self.config.size, grayscale=True,
-                         context=2 * self.config.flow_stride - 1)
+                         context=self._key_spacing - 1 + self.config.flow_stride)
+
+    @property
+    def _key_spacing(self) -> int:
+        """Frame-index spacing of the keyframes, the frames whose features are computed."""
+        return self.config.flow_stride * self.config.score_every
 
     def bank_width(self) -> int:
         """Length of a memory-bank vector: flow histogram, masked-frame gradients, position
@@ -137,21 +143,22 @@ class MotionScorer(Scorer):
     def _keyframes(self, clip: Clip) -> tuple[np.ndarray, np.ndarray]:
         """Positions in the clip of the keyframes its targets take their score from, and each
         target's row among them. A target's keyframe is the last frame at or before it whose
-        index is a multiple of the stride (so the choice does not depend on clip boundaries);
-        a target without one in the clip (frames were dropped) is its own keyframe."""
-        stride = self.config.flow_stride
+        index is a multiple of the keyframe spacing (so the choice does not depend on clip
+        boundaries); a target without one in the clip (frames were dropped) is its own
+        keyframe."""
+        spacing, span = self._key_spacing, self.config.flow_stride
         targets = np.arange(clip.context, len(clip.frames))
-        offsets = clip.indices[targets] % stride
+        offsets = clip.indices[targets] % spacing
         keys = targets - offsets
-        held = (keys >= stride) & (clip.indices[np.maximum(keys, 0)] == clip.indices[targets]
-                                   - offsets)
+        held = (keys >= span) & (clip.indices[np.maximum(keys, 0)] == clip.indices[targets]
+                                 - offsets)
         return np.unique(np.where(held, keys, targets), return_inverse=True)
 
     def _keyframe_features(self, clip: Clip, keys: np.ndarray) -> CellFeatures:
-        stride = self.config.flow_stride
+        span = self.config.flow_stride
         frames = to_uint8(clip.frames)
-        flows = np.stack([self.flow(frames[k - stride], frames[k]) for k in keys])
-        steps = (clip.indices[keys] - clip.indices[keys - stride]).astype(np.float32)
+        flows = np.stack([self.flow(frames[k - span], frames[k]) for k in keys])
+        steps = (clip.indices[keys] - clip.indices[keys - span]).astype(np.float32)
         return self.cells.features(frames[keys], flows / steps.reshape(-1, 1, 1, 1))
 
     # -- scoring --------------------------------------------------------------------------

@@ -116,6 +116,29 @@ def test_a_session_reuses_the_keyframe_that_consecutive_clips_share(strided, tmp
     assert len(pairs) == 5
 
 
+def test_score_every_scores_each_nth_frame_as_if_every_frame_were_scored(scorer, tmp_path,
+                                                                          monkeypatch):
+    """A runtime setting on the same fitted scorer: frames 2, 4, ... score exactly as with
+    score_every=1 (their flow is still against the frame before), the frames between take
+    the last one's score and heatmap, and one flow is computed per two frames."""
+    source = VideoFileSource(write_video(tmp_path / "fast.mp4", square_clip(12, 6, 30, 4)))
+    every = score_source(scorer, source, heatmap_size=SIZE)
+    halved = load_scorer(scorer.save(tmp_path / "ckpt"), type(scorer.config)(score_every=2))
+    assert halved.input_spec.context == 2  # the keyframe of frame 3 is 2, its flow is from 1
+    pairs = []
+    flow = halved.flow.__class__.__call__
+    monkeypatch.setattr(type(halved.flow), "__call__",
+                        lambda self, a, b, *rest: pairs.append(1) or flow(self, a, b, *rest))
+    half = score_source(halved, source, batch=3, heatmap_size=SIZE)
+    assert len(pairs) == 5  # keyframes 2, 4, 6, 8, 10, each once across the clips of 3
+    np.testing.assert_array_equal(half.indices, np.arange(2, 12))
+    by_index = dict(zip(every.indices.tolist(), zip(every.scores, every.heatmaps)))
+    for index, score, heatmap in zip(half.indices.tolist(), half.scores, half.heatmaps):
+        key_score, key_heatmap = by_index[index - index % 2]
+        assert score == key_score
+        np.testing.assert_array_equal(heatmap, key_heatmap)
+
+
 def test_flow_stride_keeps_speeds_in_pixels_per_frame(scorer, strided, tmp_path):
     """Flow over 3 frames, divided by 3: the normal square moves as fast as with stride 1, so
     the strided scorer learns the same normal speed and still flags a fast square."""

@@ -106,6 +106,10 @@ class MotionParams(Section):
                                 "index), each against the frame n before, speeds divided by n; "
                                 "the frames between take that frame's score (the cost / n; "
                                 "docs/motion.md)", ge=1)
+    score_every: int = Field(1, ge=1, description=(
+        "score every n-th frame (by frame index; with its flow as at n = 1, so a checkpoint "
+        "serves any n) and give the frames between its score and heatmap: the cost / n, and "
+        "an event's start up to n - 1 frames late (docs/motion.md)"))
     block: int = fixed(16, "block side in pixels; a cell at the typical depth is 2x2 blocks",
                        ge=2)
     perspective: Literal["none", "speed", "cells", "auto"] = fixed(
